@@ -1,0 +1,167 @@
+"""The ModelAdapter base class: one model of one family, seen through a uniform interface.
+
+Every strategy and metric talks to models only through an adapter, so a generic strategy
+such as gradient ascent runs on any modality whose adapter gives a per-example loss.
+
+Batches: a data loader yields whatever the dataset's collate function produces (a tuple,
+a list or a Hugging Face style dict). :meth:`ModelAdapter.prepare_batch` turns that into
+the adapter's canonical ``dict`` on the adapter's device; strategies and metrics only see
+canonical batches. The training loop adds the dataset indices of the batch's examples
+under the key ``"index"``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from erasus.components import Component, Params
+from erasus.errors import IncompatibleComponentError
+
+if TYPE_CHECKING:
+    import torch
+
+    from erasus.data import DataInfo
+
+__all__ = ["ModelAdapter", "ModelParams", "TinyProblem", "WEIGHTS_FILE", "ADAPTER_FILE"]
+
+WEIGHTS_FILE = "model.safetensors"
+ADAPTER_FILE = "adapter.json"
+
+Batch = dict[str, Any]
+
+
+class ModelParams(Params):
+    """Parameters every model adapter accepts."""
+
+    path: str | None = None
+    """Directory of a saved model to load (written by ``save``); ``None`` builds a fresh one."""
+
+
+class TinyProblem:
+    """A tiny trained model of one family and its data, for conformance tests."""
+
+    def __init__(self, adapter: ModelAdapter, forget: Any, retain: Any, test: Any,
+                 collate_fn: Any = None) -> None:
+        self.adapter = adapter
+        self.forget = forget
+        self.retain = retain
+        self.test = test
+        self.collate_fn = collate_fn
+
+
+class ModelAdapter(Component):
+    """Base class of model adapters. Subclasses set ``name``, ``modalities`` and ``paper``."""
+
+    Params: ClassVar[type[Params]] = ModelParams
+    paper = None
+
+    def __init__(self, model: torch.nn.Module, params: Params | None = None, **kwargs: Any
+                 ) -> None:
+        super().__init__(params, **kwargs)
+        self.model = model
+
+    # -- construction and persistence ------------------------------------------------
+    @classmethod
+    def build(cls, params: Params, info: DataInfo | None = None) -> ModelAdapter:
+        """A freshly initialised model for ``params`` (and the data's shape, when given)."""
+        raise IncompatibleComponentError(
+            f"model adapter '{cls.name}' cannot build a fresh model; give model.path"
+        )
+
+    @classmethod
+    def load(cls, path: str | Path, params: Params | None = None,
+             info: DataInfo | None = None) -> ModelAdapter:
+        """Load a model saved by :meth:`save` (weights from safetensors, never pickle)."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        weights = path / WEIGHTS_FILE
+        if not weights.is_file():
+            raise FileNotFoundError(f"no {WEIGHTS_FILE} in model directory {path}")
+        if params is None:
+            meta_file = path / ADAPTER_FILE
+            meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+            params = cls.Params(**meta.get("params", {}))
+        adapter = cls.build(params, info)
+        state = load_file(str(weights), device="cpu")
+        adapter.model.load_state_dict(state)
+        return adapter
+
+    def save(self, directory: str | Path) -> None:
+        """Write the weights as safetensors and the adapter's name and params as JSON."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_FILE))
+        params = self.params.model_dump(mode="json")
+        params.pop("path", None)
+        (directory / ADAPTER_FILE).write_text(
+            json.dumps({"adapter": self.name, "params": params}, indent=2) + "\n")
+
+    def clone(self) -> ModelAdapter:
+        """An independent deep copy (the frozen original or reference model, say)."""
+        return copy.deepcopy(self)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every weight, as for training from scratch (uses the torch RNG)."""
+        for module in self.model.modules():
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device: str | torch.device) -> ModelAdapter:
+        self.model.to(device)
+        return self
+
+    # -- the interface strategies and metrics use -------------------------------------
+    def prepare_batch(self, batch: Any) -> Batch:
+        """The canonical dict form of a collated batch, on this adapter's device."""
+        raise NotImplementedError
+
+    def per_example_loss(self, batch: Batch) -> torch.Tensor:
+        """The training loss of each example in the batch, shape ``[batch]``."""
+        raise NotImplementedError
+
+    def outputs(self, batch: Batch, *, features: bool = False) -> dict[str, torch.Tensor]:
+        """Everything metrics need from one forward pass: at least ``loss`` per example.
+
+        Classifier-like adapters add ``logits`` and ``labels``; with ``features=True``,
+        ``features`` (one vector per example).
+        """
+        return {"loss": self.per_example_loss(batch)}
+
+    def features(self, batch: Batch) -> torch.Tensor:
+        """One feature vector per example (the penultimate layer, an embedding...)."""
+        raise IncompatibleComponentError(f"model adapter '{self.name}' gives no features")
+
+    def parameter_groups(self) -> dict[str, list[str]]:
+        """Named groups of parameter names (``"all"`` at least) for methods that touch a part."""
+        return {"all": [n for n, _ in self.model.named_parameters()]}
+
+    @staticmethod
+    def batch_size(batch: Batch) -> int:
+        """The number of examples in a canonical batch."""
+        index = batch.get("index")
+        if index is not None:
+            return len(index)
+        for value in batch.values():
+            if hasattr(value, "shape") and len(value.shape) > 0:
+                return int(value.shape[0])
+        raise ValueError("cannot tell the batch size of an empty batch")
+
+    # -- testing ------------------------------------------------------------------------
+    @classmethod
+    def tiny_problem(cls, seed: int = 0) -> TinyProblem:
+        """A tiny trained model of this family and its forget/retain/test data (tests)."""
+        raise NotImplementedError(
+            f"model adapter '{cls.name}' has no tiny_problem(); the conformance suites need one"
+        )

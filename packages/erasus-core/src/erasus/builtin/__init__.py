@@ -1,0 +1,1 @@
+"""The built-in plugin: the core's own components, registered through the same hooks."""

@@ -1,0 +1,69 @@
+"""Resumable training checkpoints: weights as safetensors, optimizer state without pickle.
+
+A checkpoint directory is replaced atomically: the new one is written beside the old one
+and swapped in with ``os.replace``, so a kill at any moment leaves a complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["CheckpointStore", "LoopState"]
+
+LoopState = dict[str, Any]
+
+
+class CheckpointStore:
+    """Writes and reads the training checkpoint kept in ``directory``."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    @property
+    def exists(self) -> bool:
+        return (self.directory / "state.json").is_file()
+
+    def save(self, model: torch.nn.Module, optimizer: Any, scheduler: Any,
+             state: LoopState) -> None:
+        import torch
+        from safetensors.torch import save_file
+
+        tmp = self.directory.with_name(self.directory.name + ".tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(weights, str(tmp / "model.safetensors"))
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state()}, tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps(state))
+        old = self.directory.with_name(self.directory.name + ".old")
+        if self.directory.exists():
+            os.replace(self.directory, old)
+        os.replace(tmp, self.directory)
+        if old.exists():
+            shutil.rmtree(old)
+
+    def load(self, model: torch.nn.Module, optimizer: Any, scheduler: Any) -> LoopState:
+        import torch
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(self.directory / "model.safetensors"),
+                                        device=str(next(model.parameters()).device)))
+        extra = torch.load(self.directory / "optimizer.pt", weights_only=True)
+        optimizer.load_state_dict(extra["optimizer"])
+        scheduler.load_state_dict(extra["scheduler"])
+        torch.set_rng_state(extra["torch_rng"])
+        return json.loads((self.directory / "state.json").read_text())
+
+    def last_step(self) -> int | None:
+        if not self.exists:
+            return None
+        return int(json.loads((self.directory / "state.json").read_text())["step"])

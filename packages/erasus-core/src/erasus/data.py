@@ -1,0 +1,141 @@
+"""Data plumbing shared by every component: splits, providers, index-keeping loaders.
+
+Selected indices always refer to positions in the dataset that was passed in, whatever
+loader wrapped it: :func:`unwrap` takes the dataset (and collate function) out of a
+``DataLoader`` and :func:`index_loader` builds Erasus's own seeded loader that yields
+``(indices, batch)`` pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from erasus.components import Component, Params
+
+if TYPE_CHECKING:
+    import torch
+    from torch.utils.data import Dataset
+
+__all__ = [
+    "DataInfo",
+    "DatasetParams",
+    "DatasetProvider",
+    "Splits",
+    "index_loader",
+    "subset",
+    "unwrap",
+]
+
+
+@dataclass
+class DataInfo:
+    """What a model needs to know about the data to be built for it."""
+
+    modality: str
+    num_classes: int | None = None
+    input_shape: tuple[int, ...] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Splits:
+    """The named splits of a benchmark.
+
+    ``forget`` and ``retain`` partition ``train``; ``forget_indices`` are the positions of
+    the forget examples in ``train``. ``test`` is held-out data (for class-wise forgetting,
+    without the forgotten class). ``extra`` holds further named splits.
+    """
+
+    train: Dataset
+    forget: Dataset
+    retain: Dataset
+    test: Dataset
+    info: DataInfo
+    forget_indices: list[int] = field(default_factory=list)
+    extra: dict[str, Dataset] = field(default_factory=dict)
+    collate_fn: Any = None
+
+    def get(self, name: str) -> Dataset:
+        if name in ("train", "forget", "retain", "test"):
+            return getattr(self, name)
+        if name in self.extra:
+            return self.extra[name]
+        raise KeyError(f"no split named '{name}'; splits: {', '.join(self.names())}")
+
+    def names(self) -> list[str]:
+        return ["train", "forget", "retain", "test", *self.extra]
+
+
+class DatasetParams(Params):
+    """Parameters every dataset provider accepts."""
+
+
+class DatasetProvider(Component):
+    """Base class of dataset providers: ``load(seed=...)`` returns the :class:`Splits`."""
+
+    Params: ClassVar[type[Params]] = DatasetParams
+
+    def load(self, *, seed: int) -> Splits:
+        raise NotImplementedError
+
+
+def unwrap(data: Any) -> tuple[Any, Any, int | None]:
+    """``(dataset, collate_fn, batch_size)`` from a Dataset or a DataLoader."""
+    from torch.utils.data import DataLoader
+
+    if isinstance(data, DataLoader):
+        return data.dataset, data.collate_fn, data.batch_size
+    return data, None, None
+
+
+def subset(dataset: Any, indices: Any) -> Any:
+    """A ``torch.utils.data.Subset`` of ``dataset`` at ``indices`` (a list of ints)."""
+    from torch.utils.data import Subset
+
+    return Subset(dataset, [int(i) for i in indices])
+
+
+class _Indexed:
+    """Wraps a dataset so items come with their own index: ``(i, dataset[i])``."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> tuple[int, Any]:
+        return i, self.dataset[i]
+
+
+def _collate_indexed(collate_fn: Any) -> Any:
+    def collate(items: list[tuple[int, Any]]) -> tuple[torch.Tensor, Any]:
+        import torch
+
+        indices = torch.tensor([i for i, _ in items], dtype=torch.long)
+        return indices, collate_fn([item for _, item in items])
+
+    return collate
+
+
+def index_loader(dataset: Any, *, batch_size: int, shuffle: bool = False, seed: int = 0,
+                 collate_fn: Any = None, drop_last: bool = False) -> Any:
+    """A DataLoader over ``dataset`` yielding ``(indices, batch)``, reproducibly shuffled.
+
+    The shuffle order depends only on ``seed``, so a resumed run sees the same batches.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+    from torch.utils.data.dataloader import default_collate
+
+    generator = torch.Generator().manual_seed(int(seed)) if shuffle else None
+    return DataLoader(
+        _Indexed(dataset),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        collate_fn=_collate_indexed(collate_fn or default_collate),
+        drop_last=drop_last,
+        num_workers=0,
+    )

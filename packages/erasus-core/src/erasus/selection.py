@@ -1,0 +1,75 @@
+"""Selector base class: choose the coreset of the forget set to unlearn on.
+
+A selector returns a :class:`Selection`: positions in the forget dataset it was given
+(never positions in a loader's shuffled order) and one score per selected example.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import Field, field_validator
+
+from erasus.components import Component, Params
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from erasus.adapters import ModelAdapter
+
+__all__ = ["Selection", "Selector", "SelectorParams", "resolve_budget"]
+
+
+class SelectorParams(Params):
+    """Parameters every selector accepts."""
+
+    budget: float | int = Field(
+        1.0,
+        description="Coreset size: a float in (0, 1] is a fraction of the forget set, an "
+        "int >= 1 a count of examples.")
+
+    @field_validator("budget")
+    @classmethod
+    def _check_budget(cls, value: float | int) -> float | int:
+        if isinstance(value, bool):
+            raise ValueError("budget must be a number")
+        if isinstance(value, int):
+            if value < 1:
+                raise ValueError("a count budget must be >= 1")
+        elif not 0.0 < value <= 1.0:
+            raise ValueError("a fractional budget must be in (0, 1]; give an int for a count")
+        return value
+
+
+def resolve_budget(budget: float | int, n: int) -> int:
+    """The number of examples a budget asks for out of ``n`` (at least 1, at most ``n``)."""
+    if n <= 0:
+        return 0
+    k = budget if isinstance(budget, int) else math.ceil(round(budget * n, 9))
+    return max(1, min(n, int(k)))
+
+
+@dataclass
+class Selection:
+    """Selected positions in the forget dataset, with one score each (higher: chosen first)."""
+
+    indices: np.ndarray
+    scores: np.ndarray
+    info: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"indices": [int(i) for i in self.indices],
+                "scores": [float(s) for s in self.scores], "info": self.info or {}}
+
+
+class Selector(Component):
+    """Base class of selectors."""
+
+    Params: ClassVar[type[Params]] = SelectorParams
+
+    def select(self, adapter: ModelAdapter, forget: Any, *, seed: int = 0,
+               collate_fn: Any = None) -> Selection:
+        """Choose ``budget`` examples of ``forget`` (a Dataset); return their positions."""
+        raise NotImplementedError

@@ -1,0 +1,131 @@
+"""Strategy base classes: loss-based strategies and one-step (``apply``) strategies.
+
+A loss-based strategy is one small :meth:`LossStrategy.loss` function plus declared
+needs; the core's :func:`erasus.training.train_loop` drives it (optimizer, scheduler,
+gradient accumulation, checkpoints, resume, the divergence guard, progress, hooks).
+Strategies that are not loss-based override :meth:`Strategy.unlearn` and do their edit in
+one step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
+
+from pydantic import Field
+
+from erasus.components import Component, Params
+
+if TYPE_CHECKING:
+    import torch
+
+    from erasus.adapters import ModelAdapter
+    from erasus.checkpoint import CheckpointStore
+    from erasus.data import DataInfo
+
+__all__ = [
+    "History",
+    "LoopParams",
+    "LossStrategy",
+    "RunContext",
+    "Strategy",
+    "StrategyParams",
+    "UnlearnData",
+]
+
+
+class StrategyParams(Params):
+    """Parameters every strategy accepts."""
+
+
+class LoopParams(StrategyParams):
+    """The shared training loop's parameters (every loss-based strategy has them)."""
+
+    epochs: int = Field(5, ge=0, description="Passes over the strategy's primary set.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
+    lr: float = Field(1e-3, gt=0, description="Learning rate.")
+    optimizer: Literal["sgd", "adam", "adamw"] = Field("adam", description="Optimizer.")
+    momentum: float = Field(0.9, ge=0, description="Momentum (SGD only).")
+    weight_decay: float = Field(0.0, ge=0, description="Weight decay.")
+    batch_size: int = Field(64, ge=1, description="Examples per batch of each set.")
+    grad_accum: int = Field(1, ge=1, description="Batches accumulated per optimizer step.")
+    scheduler: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="Learning-rate schedule over all optimizer steps.")
+    grad_clip: float | None = Field(None, gt=0, description="Clip the gradient norm to this.")
+    checkpoint_every: int = Field(
+        50, ge=0, description="Write a resumable checkpoint every N optimizer steps (0: never).")
+    max_abs_loss: float = Field(
+        1e4, gt=0, description="Divergence guard: stop when |loss| exceeds this (or is NaN).")
+
+
+@dataclass
+class UnlearnData:
+    """The data a strategy unlearns with: the (selected) forget set and the retain set."""
+
+    forget: Any
+    retain: Any | None = None
+    info: DataInfo | None = None
+    collate_fn: Any = None
+
+
+@dataclass
+class RunContext:
+    """What the pipeline provides to a strategy besides the model and the data."""
+
+    seed: int = 0
+    checkpoints: CheckpointStore | None = None
+    on_step: Callable[[int, dict[str, float]], None] | None = None
+    progress: bool = False
+    reference: ModelAdapter | None = None
+    train_recipe: dict[str, Any] = field(default_factory=dict)
+    description: str = "unlearning"
+
+
+@dataclass
+class History:
+    """What a strategy did: one record per optimizer step, and the step count."""
+
+    steps: list[dict[str, float]] = field(default_factory=list)
+    resumed_from: int | None = None
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "resumed_from": self.resumed_from}
+
+
+class Strategy(Component):
+    """Base class of strategies: ``unlearn`` edits the adapter's model in place."""
+
+    Params: ClassVar[type[Params]] = StrategyParams
+
+    def unlearn(self, adapter: ModelAdapter, data: UnlearnData, run: RunContext) -> History:
+        raise NotImplementedError
+
+
+class LossStrategy(Strategy):
+    """A strategy defined by one loss, driven by the core's shared training loop.
+
+    ``epoch_over`` names the set one epoch passes over (``"forget"`` or ``"retain"``);
+    ``pair_with`` names the other set drawn alongside each batch (or ``None``).
+    """
+
+    Params: ClassVar[type[Params]] = LoopParams
+    epoch_over: ClassVar[str] = "forget"
+    pair_with: ClassVar[str | None] = None
+
+    def prepare(self, adapter: ModelAdapter, data: UnlearnData, run: RunContext) -> None:
+        """Called once before training (re-initialise weights, draw random labels...)."""
+
+    def loss(self, adapter: ModelAdapter, *, forget: dict[str, Any] | None,
+             retain: dict[str, Any] | None) -> dict[str, torch.Tensor]:
+        """The loss of one step: ``{"loss": total, ...named parts for logging}``."""
+        raise NotImplementedError
+
+    def unlearn(self, adapter: ModelAdapter, data: UnlearnData, run: RunContext) -> History:
+        from erasus.training import train_loop
+
+        self.prepare(adapter, data, run)
+        return train_loop(self, adapter, data, run)

@@ -1,0 +1,71 @@
+"""Tiny trained models and data sets for tests (each trains in well under a second)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from erasus.adapters import TinyProblem
+
+__all__ = ["tiny_classification_data", "tiny_classifier_problem", "train_classifier"]
+
+
+def tiny_classification_data(seed: int = 0, *, n_train: int = 240, n_test: int = 120,
+                             num_classes: int = 4, dim: int = 10):
+    """Gaussian blobs: ``(train, test)`` TensorDatasets of ``(x, y)`` pairs."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(num_classes, dim, generator=g) * 2.0
+
+    def draw(n: int) -> TensorDataset:
+        y = torch.arange(n) % num_classes
+        x = centers[y] + torch.randn(n, dim, generator=g) * 1.5
+        return TensorDataset(x, y)
+
+    return draw(n_train), draw(n_test)
+
+
+def train_classifier(adapter, dataset, *, epochs: int = 60, lr: float = 1e-2,
+                     batch_size: int = 64, seed: int = 0) -> None:
+    """Plain supervised training of a classifier adapter (used to make tiny originals)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    torch.manual_seed(seed)
+    model = adapter.model
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed))
+    for _ in range(epochs):
+        for raw in loader:
+            batch = adapter.prepare_batch(raw)
+            loss = adapter.per_example_loss(batch).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+
+
+def tiny_classifier_problem(seed: int = 0) -> TinyProblem:
+    """A small MLP trained on 4-class blobs, with 10% of its training data to forget."""
+    import torch
+    from torch.utils.data import Subset
+
+    from erasus.adapters import TinyProblem
+    from erasus.builtin.models.classifier import ClassifierAdapter, ClassifierParams
+    from erasus.data import DataInfo
+
+    train, test = tiny_classification_data(seed)
+    torch.manual_seed(seed)
+    adapter = ClassifierAdapter.build(
+        ClassifierParams(arch="mlp", hidden=32),
+        DataInfo(modality="classification", num_classes=4, input_shape=(10,)))
+    train_classifier(adapter, train, seed=seed)
+    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + 1))
+    n_forget = len(train) // 10
+    forget = Subset(train, sorted(perm[:n_forget].tolist()))
+    retain = Subset(train, sorted(perm[n_forget:].tolist()))
+    return TinyProblem(adapter, forget, retain, test)

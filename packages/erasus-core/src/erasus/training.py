@@ -1,0 +1,230 @@
+"""The one training loop every loss-based strategy shares.
+
+Per optimizer step it draws ``grad_accum`` batches of the strategy's primary set (and as
+many of the paired set), asks the strategy for the loss, and steps the optimizer. It
+checks the loss before every update and stops within that step when it is not finite or
+exceeds ``max_abs_loss`` (the weights stay those of the last good step, and the last
+checkpoint is kept). Batch order depends only on the seed and the epoch, so a run resumed
+from a checkpoint continues exactly where the killed one stopped.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from erasus.errors import DivergenceError, IncompatibleComponentError
+
+if TYPE_CHECKING:
+    import torch
+
+    from erasus.adapters import ModelAdapter
+    from erasus.strategy import History, LoopParams, LossStrategy, RunContext, UnlearnData
+
+__all__ = ["make_optimizer", "make_scheduler", "train_loop", "epoch_batches"]
+
+
+def make_optimizer(params: LoopParams, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The optimizer named by ``params.optimizer`` over the model's trainable weights."""
+    import torch
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if params.optimizer == "sgd":
+        return torch.optim.SGD(trainable, lr=params.lr, momentum=params.momentum,
+                               weight_decay=params.weight_decay)
+    if params.optimizer == "adamw":
+        return torch.optim.AdamW(trainable, lr=params.lr, weight_decay=params.weight_decay)
+    return torch.optim.Adam(trainable, lr=params.lr, weight_decay=params.weight_decay)
+
+
+def make_scheduler(params: LoopParams, optimizer: torch.optim.Optimizer, total_steps: int
+                   ) -> torch.optim.lr_scheduler.LambdaLR:
+    import torch
+
+    total = max(1, total_steps)
+    if params.scheduler == "linear":
+        def factor(step: int) -> float:
+            return max(0.0, 1.0 - step / total)
+    elif params.scheduler == "cosine":
+        def factor(step: int) -> float:
+            return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+    else:
+        def factor(step: int) -> float:
+            return 1.0
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The index batches of one epoch over ``n`` examples, shuffled by ``(seed, epoch)``."""
+    import torch
+
+    g = torch.Generator().manual_seed(int(seed) * 100_003 + int(epoch))
+    order = torch.randperm(n, generator=g).tolist()
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+class _Sets:
+    """Fetches collated, canonical batches of the primary and the paired set by index."""
+
+    def __init__(self, adapter: ModelAdapter, data: UnlearnData) -> None:
+        from torch.utils.data.dataloader import default_collate
+
+        self.adapter = adapter
+        self.collate = data.collate_fn or default_collate
+
+    def batch(self, dataset: Any, indices: list[int]) -> dict[str, Any]:
+        import torch
+
+        raw = self.collate([dataset[i] for i in indices])
+        batch = self.adapter.prepare_batch(raw)
+        batch["index"] = torch.tensor(indices, dtype=torch.long, device=self.adapter.device)
+        return batch
+
+
+def _finite_grads(model: torch.nn.Module) -> bool:
+    import torch
+
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return True
+    return bool(torch.isfinite(torch.stack([g.detach().abs().max() for g in grads])).all())
+
+
+def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
+               run: RunContext) -> History:
+    """Run ``strategy``'s loss on ``adapter`` until its epochs (or ``max_steps``) are done."""
+    from erasus.strategy import History
+
+    params: LoopParams = strategy.params  # type: ignore[assignment]
+    primary_name = strategy.epoch_over
+    primary = getattr(data, primary_name)
+    paired_name = strategy.pair_with
+    paired = getattr(data, paired_name) if paired_name else None
+    if primary is None or len(primary) == 0:
+        raise IncompatibleComponentError(
+            f"strategy '{strategy.name}' trains over the {primary_name} set, which is empty "
+            "or missing")
+    if paired_name and (paired is None or len(paired) == 0):
+        raise IncompatibleComponentError(
+            f"strategy '{strategy.name}' needs a non-empty {paired_name} set; provide one "
+            f"(data.{paired_name}) or choose a strategy that does not need it")
+
+    model = adapter.model
+    model.train()
+    sets = _Sets(adapter, data)
+    batches_per_epoch = math.ceil(len(primary) / params.batch_size)
+    steps_per_epoch = math.ceil(batches_per_epoch / params.grad_accum)
+    total_steps = steps_per_epoch * params.epochs
+    if params.max_steps is not None:
+        total_steps = min(total_steps, params.max_steps)
+    optimizer = make_optimizer(params, model)
+    scheduler = make_scheduler(params, optimizer, total_steps)
+
+    history = History()
+    step, start_epoch, start_batch = 0, 0, 0
+    last_good: int | None = None
+    store = run.checkpoints
+    if store is not None and store.exists:
+        state = store.load(model, optimizer, scheduler)
+        step, start_epoch, start_batch = state["step"], state["epoch"], state["batch"]
+        history.steps = state["history"]
+        history.resumed_from = step
+        last_good = step
+
+    progress = _progress(run, total_steps, step)
+    try:
+        for epoch in range(start_epoch, params.epochs):
+            if step >= total_steps:
+                break
+            order = epoch_batches(len(primary), params.batch_size, run.seed, epoch)
+            paired_order = (epoch_batches(len(paired), params.batch_size, run.seed + 7919,
+                                          epoch) if paired is not None else None)
+            first = start_batch if epoch == start_epoch else 0
+            k = first
+            while k < len(order) and step < total_steps:
+                group = range(k, min(k + params.grad_accum, len(order)))
+                optimizer.zero_grad(set_to_none=True)
+                logged: dict[str, float] = {}
+                for j in group:
+                    pb = sets.batch(primary, order[j])
+                    ob = (sets.batch(paired, paired_order[j % len(paired_order)])
+                          if paired_order is not None else None)
+                    batches: dict[str, Any] = {"forget": None, "retain": None,
+                                               primary_name: pb}
+                    if paired_name:
+                        batches[paired_name] = ob
+                    parts = strategy.loss(adapter, **batches)
+                    total = parts["loss"]
+                    value = float(total.detach())
+                    if not math.isfinite(value) or abs(value) > params.max_abs_loss:
+                        _diverged(strategy, step + 1, value, params, last_good)
+                    (total / len(group)).backward()
+                    for name, part in parts.items():
+                        logged[name] = logged.get(name, 0.0) + float(part.detach()) / len(group)
+                if not _finite_grads(model):
+                    _diverged(strategy, step + 1, float("nan"), params, last_good,
+                              what="gradient")
+                if params.grad_clip is not None:
+                    import torch
+
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                k = group.stop
+                logged["lr"] = float(optimizer.param_groups[0]["lr"])
+                logged["epoch"] = float(epoch)
+                logged["step"] = float(step)
+                history.steps.append(logged)
+                if run.on_step is not None:
+                    run.on_step(step, logged)
+                if progress is not None:
+                    progress.advance(logged)
+                if store is not None and params.checkpoint_every and (
+                        step % params.checkpoint_every == 0 or step == total_steps):
+                    next_epoch, next_batch = (epoch, k) if k < len(order) else (epoch + 1, 0)
+                    store.save(model, optimizer, scheduler,
+                               {"step": step, "epoch": next_epoch, "batch": next_batch,
+                                "history": history.steps})
+                    last_good = step
+    finally:
+        if progress is not None:
+            progress.close()
+    model.eval()
+    return history
+
+
+def _diverged(strategy: LossStrategy, step: int, value: float, params: LoopParams,
+              last_good: int | None, what: str = "loss") -> None:
+    kept = (f"the last good checkpoint (step {last_good}) is kept" if last_good is not None
+            else "no checkpoint had been written yet")
+    raise DivergenceError(
+        f"strategy '{strategy.name}' diverged at step {step}: {what} = {value} "
+        f"(limit |loss| <= {params.max_abs_loss:g}); the update was not applied and {kept}. "
+        "Lower lr, set grad_clip, or raise max_abs_loss if such losses are expected.",
+        step=step, last_good_step=last_good)
+
+
+class _Progress:
+    def __init__(self, description: str, total: int, completed: int) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeRemainingColumn)
+
+        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                  MofNCompleteColumn(), TimeRemainingColumn(),
+                                  TextColumn("{task.fields[loss]}"), transient=True)
+        self._task = self._progress.add_task(description, total=total, completed=completed,
+                                             loss="")
+        self._progress.start()
+
+    def advance(self, logged: dict[str, float]) -> None:
+        self._progress.update(self._task, advance=1, loss=f"loss {logged.get('loss', 0):.4f}")
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+def _progress(run: RunContext, total: int, completed: int) -> _Progress | None:
+    if not run.progress:
+        return None
+    return _Progress(run.description, total, completed)
