@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "erasus"
-BUILTIN_PLUGINS = ("erasus.builtin.plugin",)
+BUILTIN_PLUGINS = ("erasus.builtin.plugin",)  # registered first, as plugin "builtin"
 _HOOK_PREFIX = "erasus_"
 
 
@@ -146,7 +146,7 @@ class ErasusPluginManager(pluggy.PluginManager):
 
     def load_builtins(self) -> None:
         for modname in BUILTIN_PLUGINS:
-            record = PluginRecord(name=modname.rsplit(".", 1)[0], status="failed",
+            record = PluginRecord(name="builtin", status="failed",
                                   package="erasus", version=__version__, module=modname,
                                   builtin=True)
             self.add_plugin(importlib.import_module(modname), record)
