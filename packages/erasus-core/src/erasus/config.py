@@ -36,6 +36,7 @@ __all__ = [
     "config_hash",
     "load_config",
     "load_yaml",
+    "problems_from_validation",
     "resolve_config",
 ]
 

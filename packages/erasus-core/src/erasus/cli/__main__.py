@@ -1,0 +1,3 @@
+from erasus.cli import main
+
+main()

@@ -1,0 +1,478 @@
+"""The run pipeline: one code path for ``erasus run`` and :func:`erasus.run`.
+
+1. load the config, apply overrides, validate and resolve every component;
+2. load the data; load the model (or train the original, cached by config hash);
+3. build the oracle (cached) when one is configured;
+4. select the coreset of the forget set;
+5. unlearn (progress, checkpoints, resume, divergence guard);
+6. evaluate the original, the unlearned and the oracle model with one cached forward
+   pass per (model, split);
+7. write the run directory and publish it with one rename.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from erasus._version import __version__
+from erasus.config import ResolvedComponent, ResolvedConfig, config_hash, load_config
+from erasus.errors import DivergenceError, ErasusError, IncompatibleComponentError
+from erasus.evaluation import ROLES, EvalContext, Measurement, RunEvalContext
+from erasus.monitor import ResourceMonitor
+from erasus.rundir import RunDirectory
+
+if TYPE_CHECKING:
+    from erasus.adapters import ModelAdapter
+    from erasus.data import Splits
+    from erasus.plugins import ErasusPluginManager
+    from erasus.selection import Selection, Selector
+    from erasus.strategy import History, RunContext, Strategy
+
+__all__ = ["Run", "RunResult", "evaluate", "evaluate_models", "run", "seed_everything", "unlearn"]
+
+log = logging.getLogger("erasus")
+
+
+@dataclass
+class Run:
+    """What lifecycle hooks see of a run in progress."""
+
+    config: dict[str, Any]
+    run_dir: Path
+    seed: int
+    plugin_manager: Any = None
+
+
+@dataclass
+class RunResult:
+    """A finished run: its directory, metrics, training history and coreset selection."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    history: History
+    selection: Selection
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise IncompatibleComponentError(
+            f"run.device is '{name}' but no CUDA device is available; use run.device=cpu")
+    return name
+
+
+def _cache_dir(resolved: ResolvedConfig) -> Path:
+    configured = resolved.config.run.cache_dir or os.environ.get("ERASUS_CACHE_DIR")
+    return Path(configured or Path.home() / ".cache" / "erasus").expanduser()
+
+
+# -- the models ------------------------------------------------------------------------
+def _cached_model(cache: Path, key: dict[str, Any], resolved: ResolvedConfig,
+                  info: Any, make: Any) -> tuple[ModelAdapter, float, bool]:
+    """Load the model cached under ``key`` or make it with ``make()`` and cache it."""
+    import json
+    import shutil
+
+    adapter_cls = resolved.model.info.cls
+    digest = config_hash({**key, "erasus": __version__})
+    directory = cache / "models" / digest
+    meta_file = directory / "meta.json"
+    if meta_file.is_file():
+        meta = json.loads(meta_file.read_text())
+        adapter = adapter_cls.load(directory, resolved.model.params, info)
+        log.info("loaded cached %s model from %s", key["role"], directory)
+        return adapter, float(meta["seconds"]), True
+    adapter, seconds = make()
+    tmp = directory.with_name(f".{digest}.{os.getpid()}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    adapter.save(tmp)
+    (tmp / "meta.json").write_text(json.dumps({"seconds": seconds, "key": key}, default=str))
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(tmp, directory)
+    except OSError:  # another process cached it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return adapter, seconds, False
+
+
+def _model_key(resolved: ResolvedConfig) -> dict[str, Any]:
+    section = resolved.to_dict()
+    return {"model": section["model"], "data": section["data"], "seed": resolved.config.seed}
+
+
+def load_original(resolved: ResolvedConfig, splits: Splits, cache: Path,
+                  progress: bool) -> tuple[ModelAdapter, float | None]:
+    """The original model: loaded from ``model.path`` or trained on the train split."""
+    from erasus.strategy import RunContext, UnlearnData
+
+    adapter_cls = resolved.model.info.cls
+    path = getattr(resolved.model.params, "path", None)
+    if path:
+        return adapter_cls.load(path, resolved.model.params, splits.info), None
+
+    def make() -> tuple[ModelAdapter, float]:
+        seed_everything(resolved.config.seed)
+        adapter = adapter_cls.build(resolved.model.params, splits.info)
+        trainer = resolved.train.create()
+        with ResourceMonitor() as mon:
+            trainer.unlearn(adapter, UnlearnData(forget=None, retain=splits.train,
+                                                 info=splits.info,
+                                                 collate_fn=splits.collate_fn),
+                            RunContext(seed=resolved.config.seed, progress=progress,
+                                       description="training the original"))
+        return adapter, mon.seconds
+
+    key = {**_model_key(resolved), "role": "original",
+           "train": resolved.train.params.model_dump(mode="json")}
+    adapter, seconds, _ = _cached_model(cache, key, resolved, splits.info, make)
+    return adapter, seconds
+
+
+def load_oracle(resolved: ResolvedConfig, splits: Splits, original: ModelAdapter,
+                cache: Path, progress: bool) -> tuple[ModelAdapter | None, float | None]:
+    """The oracle: a stored model, or the oracle strategy run on the retain data (cached)."""
+    from erasus.strategy import RunContext, UnlearnData
+
+    if resolved.oracle is None:
+        return None, None
+    opath = resolved.config.oracle.path if resolved.config.oracle else None
+    if opath:
+        return resolved.model.info.cls.load(opath, resolved.model.params, splits.info), None
+
+    def make() -> tuple[ModelAdapter, float]:
+        seed_everything(resolved.config.seed)
+        adapter = original.clone()
+        strategy = resolved.oracle.create()
+        with ResourceMonitor() as mon:
+            strategy.unlearn(adapter, UnlearnData(forget=splits.forget, retain=splits.retain,
+                                                  info=splits.info,
+                                                  collate_fn=splits.collate_fn),
+                             RunContext(seed=resolved.config.seed, progress=progress,
+                                        description="training the oracle"))
+        return adapter, mon.seconds
+
+    key = {**_model_key(resolved), "role": "oracle",
+           "original": getattr(resolved.model.params, "path", None) or
+           resolved.train.params.model_dump(mode="json"),
+           "strategy": resolved.oracle.info.name,
+           "params": resolved.oracle.params.model_dump(mode="json")}
+    adapter, seconds, _ = _cached_model(cache, key, resolved, splits.info, make)
+    return adapter, seconds
+
+
+# -- select and unlearn (shared with the Python API) ------------------------------------
+def unlearn(adapter: ModelAdapter, strategy: Strategy, selector: Selector, forget: Any,
+            retain: Any, run: RunContext, *, info: Any = None, collate_fn: Any = None,
+            reference: ModelAdapter | None = None) -> tuple[History, Selection, dict[str, float]]:
+    """Select the coreset of ``forget`` and unlearn it from ``adapter`` (in place)."""
+    from erasus.data import subset
+    from erasus.strategy import UnlearnData
+
+    needs = type(strategy).needs
+    if "retain" in needs and (retain is None or len(retain) == 0):
+        raise IncompatibleComponentError(
+            f"strategy '{strategy.name}' needs retain data; pass a retain set or choose a "
+            "strategy that needs only the forget set (gradient_ascent)")
+    with ResourceMonitor() as sel_mon:
+        selection = selector.select(adapter, forget, seed=run.seed, collate_fn=collate_fn)
+    coreset = forget if len(selection.indices) == len(forget) and \
+        list(selection.indices) == list(range(len(forget))) else subset(forget,
+                                                                          selection.indices)
+    if "reference_model" in needs:
+        ref = reference if reference is not None else adapter.clone()
+        for p in ref.model.parameters():
+            p.requires_grad_(False)
+        ref.model.eval()
+        run.reference = ref
+    data = UnlearnData(forget=coreset, retain=retain, info=info, collate_fn=collate_fn)
+    with ResourceMonitor() as mon:
+        history = strategy.unlearn(adapter, data, run)
+    adapter.model.eval()
+    facts = {"selection_seconds": sel_mon.seconds, "unlearn_seconds": mon.seconds,
+             "peak_host_mb": mon.peak_host_mb, "peak_device_mb": mon.peak_device_mb,
+             "steps": float(history.num_steps)}
+    return history, selection, facts
+
+
+# -- evaluation --------------------------------------------------------------------------
+def _as_measurement(value: Measurement | dict[str, float]) -> Measurement:
+    return value if isinstance(value, Measurement) else Measurement(values=dict(value))
+
+
+def evaluate_models(metrics: list[ResolvedComponent], splits: Splits,
+                    adapters: dict[str, ModelAdapter | None], run_info: dict[str, Any],
+                    *, batch_size: int = 256) -> dict[str, Any]:
+    """Every metric on every model; forward passes are shared through one context each."""
+    results: dict[str, dict[str, float]] = {}
+    details: dict[str, dict[str, Any]] = {}
+    forward_passes = 0
+    instances = [(m, m.create()) for m in metrics]
+    for role in ROLES:
+        adapter = adapters.get(role)
+        if adapter is None:
+            continue
+        ctx = EvalContext(adapter, splits, role=role, batch_size=batch_size)
+        values: dict[str, float] = {}
+        for rc, metric in instances:
+            if getattr(metric, "scope", "model") != "model":
+                continue
+            m = _as_measurement(metric.compute(ctx))
+            values.update(m.values)
+            if m.details:
+                details.setdefault(role, {})[rc.info.name] = m.details
+        results[role] = values
+        forward_passes += ctx.forward_passes
+    run_values: dict[str, float] = {}
+    if "unlearned" in results:
+        run_ctx = RunEvalContext(results=results, run_info=run_info, splits=splits)
+        for rc, metric in instances:
+            if getattr(metric, "scope", "model") != "run":
+                continue
+            m = _as_measurement(metric.compute(run_ctx))
+            run_values.update(m.values)
+            if m.details:
+                details.setdefault("run", {})[rc.info.name] = m.details
+    return {**results, "run": run_values, "details": details,
+            "forward_passes": forward_passes}
+
+
+# -- the whole run ---------------------------------------------------------------------
+class _RunLog:
+    """Sends the ``erasus`` logger to ``run.log`` in the run directory for the run."""
+
+    def __init__(self, path: Path) -> None:
+        self.handler = logging.FileHandler(path)
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+
+    def __enter__(self) -> _RunLog:
+        log.addHandler(self.handler)
+        self._level = log.level
+        if log.level == logging.NOTSET or log.level > logging.INFO:
+            log.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        log.removeHandler(self.handler)
+        log.setLevel(self._level)
+        self.handler.close()
+
+
+class _SafeTracker:
+    """Calls a tracker; a tracker failure is logged and reported, never fatal to the run."""
+
+    def __init__(self, tracker: Any) -> None:
+        self.tracker = tracker
+        self.error: str | None = None
+
+    def __call__(self, method: str, *args: Any, **kwargs: Any) -> None:
+        if self.tracker is None or self.error is not None:
+            return
+        try:
+            getattr(self.tracker, method)(*args, **kwargs)
+        except Exception as exc:  # reported in the log and metrics.json; the run goes on
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.warning("tracker '%s' failed in %s: %s; tracking disabled for this run",
+                        self.tracker.name, method, self.error)
+
+
+def run(config: str | Path | dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
+        output: str | Path | None = None, resume: bool = False,
+        plugin_manager: ErasusPluginManager | None = None,
+        progress: bool | None = None) -> RunResult:
+    """Execute a run config end to end and return its result (see the module docstring).
+
+    Args:
+        config: a YAML path or a config mapping.
+        overrides: ``key.path=value`` strings applied before validation.
+        output: the run directory to write (default: ``run.output_dir/<stem>-<time>``).
+        resume: continue the interrupted run of this config (its partial directory).
+        plugin_manager: a plugin manager (default: a fresh one with installed plugins).
+        progress: show progress bars (default: the config's ``run.progress``, else only
+            on an interactive terminal).
+    """
+    from erasus.plugins import get_plugin_manager
+
+    pm = plugin_manager or get_plugin_manager()
+    resolved = load_config(config, pm.registry, overrides)
+    resolved_dict = resolved.to_dict()
+    seed = resolved.config.seed
+    if progress is None:
+        progress = resolved.config.run.progress
+    if progress is None:
+        progress = sys.stderr.isatty()
+    stem = Path(config).stem if isinstance(config, (str, Path)) else "run"
+    rd = RunDirectory.create(output=output, parent=resolved.config.run.output_dir,
+                             stem=resolved.config.run.name or stem,
+                             config_hash=config_hash(resolved_dict), resume=resume)
+    rd.write_yaml("config.resolved.yaml", resolved_dict)
+    run_obj = Run(config=resolved_dict, run_dir=rd.work, seed=seed, plugin_manager=pm)
+    tracker = _SafeTracker(resolved.tracker.create() if resolved.tracker else None)
+    with _RunLog(rd.work / "run.log"):
+        log.info("erasus %s: run %s (resume=%s)", __version__, rd.final, resume)
+        try:
+            result = _execute(resolved, resolved_dict, rd, run_obj, pm, tracker, progress)
+        except DivergenceError as exc:
+            rd.set_status("diverged", step=exc.step, last_good_step=exc.last_good_step)
+            log.error("%s", exc)
+            tracker("end", "failed")
+            raise
+        except ErasusError:
+            rd.set_status("failed")
+            tracker("end", "failed")
+            raise
+    final = rd.publish()
+    result.run_dir = final
+    run_obj.run_dir = final
+    pm.hook.erasus_run_end(run=run_obj, metrics=result.metrics)
+    return result
+
+
+def _execute(resolved: ResolvedConfig, resolved_dict: dict[str, Any], rd: RunDirectory,
+             run_obj: Run, pm: Any, tracker: _SafeTracker, progress: bool) -> RunResult:
+    from erasus.checkpoint import CheckpointStore
+    from erasus.reporting import RunSummary
+    from erasus.strategy import RunContext
+
+    seed = resolved.config.seed
+    tracker("start", resolved_dict)
+    pm.hook.erasus_run_start(run=run_obj)
+    seed_everything(seed)
+    device = _device(resolved.config.run.device)
+    cache = _cache_dir(resolved)
+
+    splits = resolved.data.create().load(seed=seed)
+    log.info("data '%s': %d train, %d forget, %d retain, %d test", resolved.data.info.name,
+             len(splits.train), len(splits.forget), len(splits.retain), len(splits.test))
+    original, original_seconds = load_original(resolved, splits, cache, progress)
+    oracle, oracle_seconds = load_oracle(resolved, splits, original, cache, progress)
+    original.to(device)
+    if oracle is not None:
+        oracle.to(device)
+
+    def on_step(step: int, losses: dict[str, float]) -> None:
+        pm.hook.erasus_step_end(run=run_obj, step=step, losses=losses)
+        tracker("log_metrics", losses, step=step)
+
+    seed_everything(seed)
+    unlearned = original.clone()
+    strategy = resolved.strategy.create()
+    ctx = RunContext(seed=seed, checkpoints=CheckpointStore(rd.work / "checkpoint"),
+                     on_step=on_step, progress=progress,
+                     train_recipe=resolved.train.params.model_dump(),
+                     description=f"unlearning ({resolved.strategy.info.name})")
+    history, selection, facts = unlearn(
+        unlearned, strategy, resolved.selector.create(), splits.forget, splits.retain, ctx,
+        info=splits.info, collate_fn=splits.collate_fn, reference=original)
+    log.info("unlearning took %.2fs over %d steps", facts["unlearn_seconds"],
+             history.num_steps)
+
+    run_info: dict[str, Any] = {**facts, "original_seconds": original_seconds,
+                                "oracle_seconds": oracle_seconds, "device": device,
+                                "erasus_version": __version__}
+    metrics = evaluate_models(resolved.metrics, splits,
+                              {"original": original, "unlearned": unlearned, "oracle": oracle},
+                              run_info, batch_size=resolved.config.run.eval_batch_size)
+    metrics["run_info"] = run_info
+    if tracker.error:
+        metrics["run_info"]["tracker_error"] = tracker.error
+
+    forget_positions = [int(i) for i in selection.indices]
+    source = splits.forget_indices
+    selection_record = {**selection.to_dict(),
+                        "train_indices": [int(source[i]) for i in forget_positions]
+                        if source else None}
+    rd.write_json("metrics.json", metrics)
+    rd.write_json("history.json", history.to_dict())
+    rd.write_json("selection.json", selection_record)
+    unlearned.save(rd.work / "model")
+    summary = RunSummary(config=resolved_dict, metrics=metrics, history=history.to_dict(),
+                         selection=selection_record)
+    for rc in resolved.reporters:
+        rc.create().report(rd.work, summary)
+    tracker("log_metrics", {f"{role}/{k}": v for role in (*ROLES, "run")
+                            for k, v in metrics.get(role, {}).items()})
+    tracker("log_artifact", rd.work)
+    tracker("end", "finished")
+    import shutil
+
+    shutil.rmtree(rd.work / "checkpoint", ignore_errors=True)
+    return RunResult(run_dir=rd.work, metrics=metrics, history=history, selection=selection,
+                     config=resolved_dict)
+
+
+def evaluate(source: str | Path | dict[str, Any], *, overrides: list[str] | tuple[str, ...] = (),
+             plugin_manager: ErasusPluginManager | None = None,
+             progress: bool | None = None) -> dict[str, Any]:
+    """Evaluate a finished run directory, or the original and oracle models of a config.
+
+    For a run directory, the unlearned model is read from ``RUN_DIR/model`` and run-level
+    metrics reuse the run's recorded facts (timings, memory). For a config, only the
+    original and the oracle are evaluated and run-level metrics are skipped.
+    """
+    import json
+
+    from erasus.errors import RunDirectoryError
+    from erasus.plugins import get_plugin_manager
+
+    pm = plugin_manager or get_plugin_manager()
+    run_dir = Path(source) if isinstance(source, (str, Path)) and Path(source).is_dir() \
+        else None
+    if run_dir is not None:
+        cfg = run_dir / "config.resolved.yaml"
+        if not cfg.is_file():
+            raise RunDirectoryError(f"'{run_dir}' is not a run directory (no "
+                                    "config.resolved.yaml)")
+        resolved = load_config(cfg, pm.registry, overrides)
+    else:
+        resolved = load_config(source, pm.registry, overrides)
+    if progress is None:
+        progress = bool(resolved.config.run.progress) and sys.stderr.isatty()
+    seed_everything(resolved.config.seed)
+    device = _device(resolved.config.run.device)
+    cache = _cache_dir(resolved)
+    splits = resolved.data.create().load(seed=resolved.config.seed)
+    original, _ = load_original(resolved, splits, cache, progress)
+    oracle, _ = load_oracle(resolved, splits, original, cache, progress)
+    adapters: dict[str, Any] = {"original": original, "oracle": oracle}
+    run_info: dict[str, Any] = {}
+    if run_dir is not None:
+        adapters["unlearned"] = resolved.model.info.cls.load(
+            run_dir / "model", resolved.model.params, splits.info)
+        metrics_file = run_dir / "metrics.json"
+        if metrics_file.is_file():
+            run_info = json.loads(metrics_file.read_text()).get("run_info", {})
+    for adapter in adapters.values():
+        if adapter is not None:
+            adapter.to(device)
+            adapter.model.eval()
+    metrics = evaluate_models(resolved.metrics, splits, adapters, run_info,
+                              batch_size=resolved.config.run.eval_batch_size)
+    if run_info:
+        metrics["run_info"] = run_info
+    return metrics
