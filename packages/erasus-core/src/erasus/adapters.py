@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from erasus.data import DataInfo
 
-__all__ = ["ModelAdapter", "ModelParams", "TinyProblem", "WEIGHTS_FILE", "ADAPTER_FILE"]
+__all__ = ["ADAPTER_FILE", "WEIGHTS_FILE", "ModelAdapter", "ModelParams", "TinyProblem"]
 
 WEIGHTS_FILE = "model.safetensors"
 ADAPTER_FILE = "adapter.json"

@@ -11,15 +11,15 @@ import difflib
 from collections.abc import Iterable, Sequence
 
 __all__ = [
-    "ErasusError",
+    "ComponentNotFoundError",
     "ConfigError",
     "ConfigProblem",
-    "PluginError",
-    "ComponentNotFoundError",
+    "DivergenceError",
     "DuplicateComponentError",
+    "ErasusError",
     "IncompatibleComponentError",
     "MissingDependencyError",
-    "DivergenceError",
+    "PluginError",
     "RunDirectoryError",
     "did_you_mean",
 ]
@@ -38,7 +38,7 @@ class ErasusError(Exception):
 class ConfigProblem:
     """One problem in a configuration: the dotted key path and what is wrong there."""
 
-    __slots__ = ("path", "message")
+    __slots__ = ("message", "path")
 
     def __init__(self, path: str, message: str) -> None:
         self.path = path

@@ -23,12 +23,12 @@ if TYPE_CHECKING:
     from erasus.data import Splits
 
 __all__ = [
+    "ROLES",
     "EvalContext",
     "Measurement",
     "Metric",
     "MetricParams",
     "RunEvalContext",
-    "ROLES",
 ]
 
 #: The models a run evaluates, in report order.
@@ -98,9 +98,10 @@ class EvalContext:
                 self.forward_passes += 1
                 out["index"] = indices
                 for name, value in out.items():
-                    chunks.setdefault(name, []).append(value.detach().float().cpu().numpy()
-                                                       if name != "index" and value.is_floating_point()
-                                                       else value.detach().cpu().numpy())
+                    value = value.detach()
+                    if value.is_floating_point():
+                        value = value.float()
+                    chunks.setdefault(name, []).append(value.cpu().numpy())
         model.train(was_training)
         result = {name: np.concatenate(parts) for name, parts in chunks.items()}
         self._cache[key] = result

@@ -11,7 +11,7 @@ from typing import Any
 
 import pluggy
 
-__all__ = ["hookimpl", "hookspec", "PROJECT_NAME"]
+__all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
 
 PROJECT_NAME = "erasus"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)

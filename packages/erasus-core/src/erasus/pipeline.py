@@ -16,7 +16,6 @@ import logging
 import os
 import random
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -258,8 +257,8 @@ def evaluate_models(metrics: list[ResolvedComponent], splits: Splits,
             run_values.update(m.values)
             if m.details:
                 details.setdefault("run", {})[rc.info.name] = m.details
-    return {**results, "run": run_values, "details": details,
-            "forward_passes": forward_passes}
+    run_info["forward_passes"] = forward_passes
+    return {**results, "run": run_values, "details": details}
 
 
 # -- the whole run ---------------------------------------------------------------------

@@ -7,7 +7,7 @@ Subclass these to write a component; register it through the matching hook in
 from __future__ import annotations
 
 from erasus.adapters import ModelAdapter, ModelParams, TinyProblem
-from erasus.data import DatasetParams, DatasetProvider, DataInfo, Splits
+from erasus.data import DataInfo, DatasetParams, DatasetProvider, Splits
 from erasus.evaluation import EvalContext, Measurement, Metric, MetricParams, RunEvalContext
 from erasus.losses import Loss, LossParams
 from erasus.reporting import Reporter, ReporterParams, RunSummary, Tracker, TrackerParams

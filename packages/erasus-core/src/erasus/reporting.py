@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from erasus.components import Component, Params
 
-__all__ = ["Reporter", "ReporterParams", "Tracker", "TrackerParams", "RunSummary"]
+__all__ = ["Reporter", "ReporterParams", "RunSummary", "Tracker", "TrackerParams"]
 
 
 class RunSummary(dict):

@@ -19,7 +19,7 @@ import yaml
 
 from erasus.errors import RunDirectoryError
 
-__all__ = ["RunDirectory", "atomic_write_text", "atomic_write_json"]
+__all__ = ["RunDirectory", "atomic_write_json", "atomic_write_text"]
 
 STATE_FILE = "run_state.json"
 

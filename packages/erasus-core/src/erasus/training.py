@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from erasus.adapters import ModelAdapter
     from erasus.strategy import History, LoopParams, LossStrategy, RunContext, UnlearnData
 
-__all__ = ["make_optimizer", "make_scheduler", "train_loop", "epoch_batches"]
+__all__ = ["epoch_batches", "make_optimizer", "make_scheduler", "train_loop"]
 
 
 def make_optimizer(params: LoopParams, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -207,8 +207,13 @@ def _diverged(strategy: LossStrategy, step: int, value: float, params: LoopParam
 
 class _Progress:
     def __init__(self, description: str, total: int, completed: int) -> None:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                   MofNCompleteColumn(), TimeRemainingColumn(),

@@ -10,8 +10,9 @@ import functools
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -79,7 +80,7 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[Optional[bool], typer.Option(
+    version: Annotated[bool | None, typer.Option(
         "--version", callback=_version_callback, is_eager=True,
         help="Show the version and exit.")] = None,
     debug: Annotated[bool, typer.Option(
@@ -137,7 +138,7 @@ def _print_metrics(metrics: dict[str, Any], title: str) -> None:
         out.print(line, highlight=False)
 
 
-SetOption = Annotated[Optional[list[str]], typer.Option(
+SetOption = Annotated[list[str] | None, typer.Option(
     "--set", "-s", metavar="KEY=VALUE",
     help="Override a config value, e.g. --set strategy.lr=0.01 (repeatable).")]
 
@@ -147,13 +148,13 @@ SetOption = Annotated[Optional[list[str]], typer.Option(
 def run_command(
     config: Annotated[Path, typer.Argument(help="Run config (YAML).")],
     set_: SetOption = None,
-    output: Annotated[Optional[Path], typer.Option(
+    output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Run directory to write (default: run.output_dir/<name>).")
     ] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the interrupted run of this config from its checkpoint.")
     ] = False,
-    progress: Annotated[Optional[bool], typer.Option(
+    progress: Annotated[bool | None, typer.Option(
         "--progress/--no-progress", help="Show progress bars (default: on a terminal).")
     ] = None,
 ) -> None:
@@ -191,7 +192,7 @@ def evaluate_command(
 @handle_errors
 def describe(
     name: Annotated[str, typer.Argument(help="Registered component name.")],
-    kind: Annotated[Optional[str], typer.Option(
+    kind: Annotated[str | None, typer.Option(
         "--kind", "-k", help="Component kind, when the name is used by several kinds.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -242,7 +243,7 @@ def describe(
 @handle_errors
 def new_plugin(
     name: Annotated[str, typer.Argument(help="Plugin name, e.g. 'my-selectors'.")],
-    directory: Annotated[Optional[Path], typer.Option(
+    directory: Annotated[Path | None, typer.Option(
         "--directory", "-d", help="Where to create the package (default: ./<distribution>).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty directory.")

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from erasus.evaluation import ROLES
 
-__all__ = ["metrics_table", "run_summary_lines", "format_value"]
+__all__ = ["format_value", "metrics_table", "run_summary_lines"]
 
 _LABELS = {"MIA_efficacy": "MIA-efficacy", "mia_auc": "MIA AUC"}
 
