@@ -109,7 +109,8 @@ def list_plugins(
     """List plugins: package, version, components by kind, and failed plugins with errors."""
     pm = _plugin_manager()
     registry = pm.registry
-    records = [r for r in pm.records.values() if show_all or r.status != "disabled"]
+    records = sorted((r for r in pm.records.values() if show_all or r.status != "disabled"),
+                     key=lambda r: (not r.builtin, r.name))
     if as_json:
         data = [{**r.to_dict(), "components": registry.by_plugin(r.name)} for r in records]
         out.print_json(json.dumps(data))
