@@ -1,0 +1,53 @@
+"""The erasus-diffusion plugin is installed under the ``erasus`` entry-point group and loads."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+
+import erasus_diffusion
+import erasus_diffusion.plugin
+import pytest
+from erasus.plugins import ENTRY_POINT_GROUP, get_plugin_manager
+
+NAME = "diffusion"
+
+
+def test_entry_point_is_installed():
+    (ep,) = md.entry_points(group=ENTRY_POINT_GROUP, name=NAME)
+    assert ep.value == "erasus_diffusion.plugin"
+    assert ep.dist is not None and ep.dist.metadata["Name"] == "erasus-diffusion"
+
+
+def test_version_matches_the_installed_distribution():
+    assert erasus_diffusion.__version__ == md.version("erasus-diffusion") == "0.3.0"
+
+
+def test_loads_through_the_plugin_manager(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ERASUS_PLUGINS", NAME)
+    pm = get_plugin_manager()
+    record = pm.records[NAME]
+    assert record.status == "loaded", record.error
+    assert record.error is None
+    assert record.package == "erasus-diffusion"
+    assert record.version == erasus_diffusion.__version__
+    assert record.module == "erasus_diffusion.plugin"
+    assert not record.builtin
+    assert pm.get_plugin(NAME) is erasus_diffusion.plugin
+    assert pm.failures == []
+
+
+def test_loads_beside_every_other_installed_plugin():
+    pm = get_plugin_manager()
+    assert pm.records[NAME].status == "loaded", pm.records[NAME].error
+    assert pm.get_plugin(NAME) is erasus_diffusion.plugin
+
+
+@pytest.mark.parametrize("selection", ["", "builtin", "some_other_plugin"])
+def test_erasus_plugins_without_it_disables_it(monkeypatch: pytest.MonkeyPatch,
+                                               selection: str):
+    monkeypatch.setenv("ERASUS_PLUGINS", selection)
+    pm = get_plugin_manager()
+    record = pm.records[NAME]
+    assert record.status == "disabled"
+    assert record.package == "erasus-diffusion"
+    assert pm.get_plugin(NAME) is None
