@@ -1,0 +1,126 @@
+"""Test, lint, docs and demo sessions for the Erasus monorepo.
+
+``nox`` runs the ``tests`` session (every package together); ``nox -s core llm ...``
+run each package alone beside the core, so a plugin that quietly relies on a sibling
+fails there. Every install is constrained by ``constraints/cpu.txt`` (a pinned CPU torch:
+an unpinned one makes pip fetch a multi-GB CUDA build). Packages are installed
+non-editable, as users get them. ``nox -R`` reuses a session's virtualenv.
+"""
+
+from __future__ import annotations
+
+import glob
+import shutil
+from pathlib import Path
+
+import nox
+
+CONSTRAINTS = ("-c", "constraints/cpu.txt")
+TORCH = "torch==2.13.0"
+CORE = "./packages/erasus-core"
+PLUGINS = {
+    "llm": "./packages/erasus-llm",
+    "vlm": "./packages/erasus-vlm",
+    "diffusion": "./packages/erasus-diffusion",
+    "audio_video": "./packages/erasus-audio-video",
+    "viz": "./packages/erasus-viz",
+}
+SAMPLE = "./examples/erasus-sample-plugin"
+ENV = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+nox.options.sessions = ["tests"]
+nox.options.default_venv_backend = "virtualenv"  # pip: it honours local wheels and -c
+
+
+def install(session: nox.Session, *requirements: str) -> None:
+    """Pinned torch first, then ``requirements``, every step under the constraints."""
+    session.install(*CONSTRAINTS, TORCH)
+    if requirements:
+        session.install(*CONSTRAINTS, *requirements)
+
+
+def all_test_dirs() -> list[str]:
+    return [*sorted(glob.glob("packages/*/tests")), "examples/erasus-sample-plugin/tests"]
+
+
+def pytest(session: nox.Session, *paths: str) -> None:
+    session.run("pytest", *paths, *session.posargs, env=ENV)
+
+
+def fresh_run_dir(session: nox.Session, name: str) -> str:
+    """A run directory path under the session's tmp dir that does not exist yet."""
+    path = Path(session.create_tmp()) / name
+    shutil.rmtree(path, ignore_errors=True)  # left by an earlier run of a reused session
+    return str(path)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The core, every plugin package and the sample plugin installed together."""
+    install(session, f"{CORE}[test]", *PLUGINS.values(), SAMPLE)
+    pytest(session, *all_test_dirs())
+
+
+@nox.session
+def core(session: nox.Session) -> None:
+    """The core alone: no plugin package installed."""
+    install(session, f"{CORE}[test]")
+    pytest(session, "packages/erasus-core/tests")
+
+
+def _plugin_session(name: str, path: str) -> None:
+    def run_plugin_tests(session: nox.Session) -> None:
+        install(session, f"{CORE}[test]", path)
+        pytest(session, f"{path}/tests")
+
+    run_plugin_tests.__doc__ = f"The core and {Path(path).name} alone, running its tests."
+    nox.session(name=name)(run_plugin_tests)
+
+
+for _name, _path in PLUGINS.items():
+    _plugin_session(_name, _path)
+
+
+@nox.session
+def sample(session: nox.Session) -> None:
+    """The core and the sample plugin: its tests, then a real run of its example config."""
+    install(session, f"{CORE}[test]", SAMPLE)
+    pytest(session, f"{SAMPLE}/tests")
+    session.run("erasus", "run", "examples/erasus-sample-plugin/config.yaml",
+                "--output", fresh_run_dir(session, "sample-run"), env=ENV)
+
+
+@nox.session
+def slow(session: nox.Session) -> None:
+    """The tests marked slow, of every package."""
+    install(session, f"{CORE}[test]", *PLUGINS.values(), SAMPLE)
+    session.run("pytest", "-m", "slow", *all_test_dirs(), *session.posargs, env=ENV)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with ``mkdocs build --strict``."""
+    install(session, CORE, *PLUGINS.values(), "mkdocs-material", "mkdocstrings[python]")
+    session.run("mkdocs", "build", "--strict", *session.posargs, env=ENV)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over the whole repository (the version is pinned so results do not drift)."""
+    session.install("ruff==0.17.6")
+    session.run("ruff", "check", ".", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The quickstart: ``erasus run configs/quickstart.yaml``."""
+    install(session, CORE)
+    session.run("erasus", "run", "configs/quickstart.yaml",
+                "--output", fresh_run_dir(session, "quickstart-run"), *session.posargs, env=ENV)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The classifier benchmark track: ``python benchmarks/classifier.py``."""
+    install(session, CORE)
+    session.run("python", "benchmarks/classifier.py", *session.posargs, env=ENV)
