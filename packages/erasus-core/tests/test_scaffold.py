@@ -24,6 +24,7 @@ EXPECTED_FILES = {
     "src/{pkg}/plugin.py",
     "src/{pkg}/py.typed",
     "tests/conftest.py",
+    "tests/test_conformance.py",
     "tests/test_highest_loss.py",
     "tests/test_plugin.py",
 }
@@ -166,16 +167,16 @@ def test_generated_plugin_registers_its_selector_in_process(tmp_path: Path, impo
     assert list(selection.scores) == sorted(selection.scores, reverse=True)
 
 
-def test_generated_selector_tests_pass(tmp_path: Path):
+def test_generated_selector_and_conformance_tests_pass(tmp_path: Path):
     target = create_plugin("scaffold-tests", tmp_path / "pkg")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(target / "src"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "tests/test_highest_loss.py"],
+         "tests/test_highest_loss.py", "tests/test_conformance.py"],
         cwd=target, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert " passed" in proc.stdout
+    assert "5 passed" in proc.stdout
 
 
 @pytest.mark.slow
