@@ -169,7 +169,15 @@ def _yaml(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float)):
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return {"nan": ".nan", "inf": ".inf", "-inf": "-.inf"}[repr(value)]
+        text = repr(value)
+        mantissa, e, exponent = text.partition("e")
+        if e and "." not in mantissa:  # YAML 1.1 reads 1e-05 as a string; 1.0e-05 is a float
+            text = f"{mantissa}.0e{exponent}"
+        return text
+    if isinstance(value, int):
         return repr(value)
     if isinstance(value, str):
         plain = re.fullmatch(r"[A-Za-z_./][\w./-]*", value) and value.lower() not in {
@@ -298,7 +306,10 @@ def component_page(kind: str, infos: list[Any]) -> str:
             body.append(_docstring_markdown(rest))
         body.append("\n".join(_component_facts(info, data)))
         if page.usage:
-            body.append("```yaml\n" + page.usage.replace("NAME", info.name) + "\n```")
+            # A metric that reads other metrics' values needs them listed too.
+            names = ", ".join([*getattr(info.cls, "requires", ()), info.name]) \
+                if kind == "metric" else info.name
+            body.append("```yaml\n" + page.usage.replace("NAME", names) + "\n```")
         param_rows = _param_rows(info)
         if param_rows:
             body.append("**Parameters**")
