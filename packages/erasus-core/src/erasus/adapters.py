@@ -44,12 +44,15 @@ class TinyProblem:
     """A tiny trained model of one family and its data, for conformance tests."""
 
     def __init__(self, adapter: ModelAdapter, forget: Any, retain: Any, test: Any,
-                 collate_fn: Any = None) -> None:
+                 collate_fn: Any = None, info: DataInfo | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
         self.adapter = adapter
         self.forget = forget
         self.retain = retain
         self.test = test
         self.collate_fn = collate_fn
+        self.info = info
+        self.extra = dict(extra or {})
 
 
 class ModelAdapter(Component):

@@ -133,7 +133,8 @@ class ErasusPluginManager(pluggy.PluginManager):
             return False
         unknown = [hc.name for hc in self.get_hookcallers(plugin) or [] if not hc.has_spec()]
         if unknown:
-            known = [n for n in dir(self.hook) if n.startswith(_HOOK_PREFIX)]
+            known = [n for n in dir(self.hook) if n.startswith(_HOOK_PREFIX)
+                     and getattr(self.hook, n).has_spec()]
             from erasus.errors import did_you_mean
 
             hints = "; ".join(f"unknown hook '{n}'{did_you_mean(n, known)}" for n in unknown)

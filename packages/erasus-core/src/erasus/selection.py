@@ -65,9 +65,14 @@ class Selection:
 
 
 class Selector(Component):
-    """Base class of selectors."""
+    """Base class of selectors.
+
+    ``supports_partial_budget`` is ``False`` for selectors that only ever return the whole
+    forget set (``full``): they must refuse a partial budget with an error.
+    """
 
     Params: ClassVar[type[Params]] = SelectorParams
+    supports_partial_budget: ClassVar[bool] = True
 
     def select(self, adapter: ModelAdapter, forget: Any, *, seed: int = 0,
                collate_fn: Any = None) -> Selection:

@@ -98,9 +98,15 @@ class History:
 
 
 class Strategy(Component):
-    """Base class of strategies: ``unlearn`` edits the adapter's model in place."""
+    """Base class of strategies: ``unlearn`` edits the adapter's model in place.
+
+    ``effect`` declares the intended direction of the change, which the conformance
+    suites check: one of ``erasus.testing.conformance.EFFECTS`` (``"raise_forget_loss"``,
+    ``"fit_retain"``, ``"retrain_from_scratch"``, ``"change_weights"``) or a tuple of them.
+    """
 
     Params: ClassVar[type[Params]] = StrategyParams
+    effect: ClassVar[str | tuple[str, ...] | None] = None
 
     def unlearn(self, adapter: ModelAdapter, data: UnlearnData, run: RunContext) -> History:
         raise NotImplementedError

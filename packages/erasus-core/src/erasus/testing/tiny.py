@@ -68,4 +68,5 @@ def tiny_classifier_problem(seed: int = 0) -> TinyProblem:
     n_forget = len(train) // 10
     forget = Subset(train, sorted(perm[:n_forget].tolist()))
     retain = Subset(train, sorted(perm[n_forget:].tolist()))
-    return TinyProblem(adapter, forget, retain, test)
+    return TinyProblem(adapter, forget, retain, test,
+                       info=DataInfo(modality="classification", num_classes=4, input_shape=(10,)))
