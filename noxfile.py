@@ -4,7 +4,9 @@
 run each package alone beside the core, so a plugin that quietly relies on a sibling
 fails there. Every install is constrained by ``constraints/cpu.txt`` (a pinned CPU torch:
 an unpinned one makes pip fetch a multi-GB CUDA build). Packages are installed
-non-editable, as users get them. ``nox -R`` reuses a session's virtualenv.
+non-editable, as users get them. Virtualenvs are reused between invocations (pip
+reinstalls the local packages every time); ``nox -R`` also skips the installs, and
+``nox -N`` (``--no-reuse-existing-virtualenvs``) starts from scratch.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ SAMPLE = "./examples/erasus-sample-plugin"
 ENV = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True  # local packages are reinstalled anyway
 nox.options.default_venv_backend = "virtualenv"  # pip: it honours local wheels and -c
 
 
