@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 
+import erasus
 import erasus_vlm
 import erasus_vlm.plugin
 import pytest
@@ -18,8 +19,9 @@ def test_entry_point_is_installed():
     assert ep.dist is not None and ep.dist.metadata["Name"] == "erasus-vlm"
 
 
-def test_version_matches_the_installed_distribution():
-    assert erasus_vlm.__version__ == md.version("erasus-vlm") == "0.3.0"
+def test_version_is_the_installed_one_and_matches_the_core():
+    # First-party packages move in lockstep with the core.
+    assert erasus_vlm.__version__ == md.version("erasus-vlm") == erasus.__version__
 
 
 def test_loads_through_the_plugin_manager(monkeypatch: pytest.MonkeyPatch):
@@ -34,6 +36,7 @@ def test_loads_through_the_plugin_manager(monkeypatch: pytest.MonkeyPatch):
     assert not record.builtin
     assert pm.get_plugin(NAME) is erasus_vlm.plugin
     assert pm.failures == []
+    assert pm.registry.by_plugin(NAME) == {}  # no component yet (see README)
 
 
 def test_loads_beside_every_other_installed_plugin():

@@ -144,7 +144,7 @@ def create_plugin(name: str, directory: str | Path | None = None, *, force: bool
         raise ErasusError(f"cannot create plugin package in '{target}': it is a file")
     if target.is_dir() and any(target.iterdir()) and not force:
         raise ErasusError(f"directory '{target}' exists and is not empty; choose another "
-                          "directory or pass force=True (--force) to write into it")
+                          "directory or pass --force (force=True in Python) to write into it")
     rendered = _render_files(names)
     for rel, text in rendered.items():
         path = target / rel
