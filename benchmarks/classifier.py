@@ -46,9 +46,8 @@ def _stat(values: list[float]) -> str:
 
 
 def main() -> None:
-    import torch
-
     import erasus
+    import torch
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
