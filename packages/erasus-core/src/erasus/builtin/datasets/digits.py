@@ -1,0 +1,103 @@
+"""The scikit-learn 8x8 handwritten digits, split for random or class-wise forgetting."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from erasus.components import Params
+from erasus.data import DataInfo, DatasetParams, DatasetProvider, Splits
+
+__all__ = ["Digits", "DigitsParams", "ForgetParams"]
+
+
+class ForgetParams(Params):
+    """Which training examples to forget."""
+
+    kind: Literal["random", "class"] = Field(
+        "random", description="'random': a random fraction of the training set; 'class': "
+        "every training example of one class.")
+    fraction: float = Field(
+        0.1, gt=0, lt=1, description="Share of the training set to forget (kind 'random').")
+    class_id: int = Field(0, ge=0, le=9, description="The digit to forget (kind 'class').")
+
+
+class DigitsParams(DatasetParams):
+    """Parameters of the digits data set."""
+
+    forget: ForgetParams = Field(default_factory=ForgetParams,
+                                 description="What to forget: {kind, fraction, class_id}.")
+    test_fraction: float = Field(
+        0.25, gt=0, lt=1, description="Share of the 1,797 images held out as the test set "
+        "(stratified by class).")
+    split_seed: int = Field(
+        0, description="Seed of the train/test split (independent of the run seed, so every "
+        "run seed sees the same test set).")
+
+
+class Digits(DatasetProvider):
+    """The 8x8 handwritten digits that ship inside scikit-learn (offline, 1,797 images).
+
+    The images (the test part of the UCI "Optical Recognition of Handwritten Digits" data
+    set, loaded with ``sklearn.datasets.load_digits``) are scaled to [0, 1] (pixel / 16)
+    and shaped ``(1, 8, 8)``; items are ``(x float32, y long)`` pairs. A stratified split
+    seeded by ``split_seed`` holds out ``test_fraction`` as the test set.
+
+    - Random forgetting (``forget.kind: random``): ``round(fraction * len(train))``
+      training examples drawn with the run seed.
+    - Class-wise forgetting (``forget.kind: class``): every training example of
+      ``class_id``; ``test`` then leaves that class out, and the split
+      ``test_forgotten_class`` holds the test examples of that class.
+
+    ``forget`` and ``retain`` are ``Subset`` views of ``train`` that partition it;
+    ``forget_indices`` are the (sorted) positions of the forget examples in ``train``.
+    """
+
+    name = "digits"
+    modalities = ("classification",)
+    Params = DigitsParams
+    paper = None
+
+    def load(self, *, seed: int) -> Splits:
+        import numpy as np
+        import torch
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+        from torch.utils.data import Subset, TensorDataset
+
+        p: DigitsParams = self.params  # type: ignore[assignment]
+        bunch = load_digits()
+        x_all = np.asarray(bunch.images, dtype=np.float32)[:, None, :, :] / 16.0
+        y_all = np.asarray(bunch.target, dtype=np.int64)
+        x_train, x_test, y_train, y_test = train_test_split(
+            x_all, y_all, test_size=p.test_fraction, stratify=y_all, random_state=p.split_seed)
+        train = TensorDataset(torch.from_numpy(x_train), torch.from_numpy(y_train))
+        test_full = TensorDataset(torch.from_numpy(x_test), torch.from_numpy(y_test))
+        n = len(y_train)
+
+        extra = {}
+        if p.forget.kind == "random":
+            k = max(1, round(p.forget.fraction * n))
+            rng = np.random.default_rng(int(seed))
+            forget_idx = np.sort(rng.choice(n, size=k, replace=False))
+            test_idx = np.arange(len(y_test))
+        else:
+            forget_idx = np.flatnonzero(y_train == p.forget.class_id)
+            test_idx = np.flatnonzero(y_test != p.forget.class_id)
+            extra["test_forgotten_class"] = Subset(
+                test_full, np.flatnonzero(y_test == p.forget.class_id).tolist())
+        mask = np.ones(n, dtype=bool)
+        mask[forget_idx] = False
+        retain_idx = np.flatnonzero(mask)
+
+        forget_indices = [int(i) for i in forget_idx]
+        return Splits(
+            train=train,
+            forget=Subset(train, forget_indices),
+            retain=Subset(train, retain_idx.tolist()),
+            test=Subset(test_full, test_idx.tolist()),
+            info=DataInfo(modality="classification", num_classes=10, input_shape=(1, 8, 8)),
+            forget_indices=forget_indices,
+            extra=extra,
+        )
