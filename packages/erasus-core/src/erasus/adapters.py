@@ -111,11 +111,28 @@ class ModelAdapter(Component):
         return copy.deepcopy(self)
 
     def reset_parameters(self) -> None:
-        """Re-initialise every weight, as for training from scratch (uses the torch RNG)."""
-        for module in self.model.modules():
+        """Re-initialise every weight, as for training from scratch (uses the torch RNG).
+
+        Every parameter must belong to a module with its own ``reset_parameters``;
+        otherwise this raises instead of leaving some weights trained.
+        """
+        uncovered = []
+        resets = []
+        for mname, module in self.model.named_modules():
+            own = [n for n, _ in module.named_parameters(recurse=False)]
             reset = getattr(module, "reset_parameters", None)
             if callable(reset):
-                reset()
+                resets.append(reset)
+            elif own:
+                uncovered += [f"{mname}.{n}" if mname else n for n in own]
+        if uncovered:
+            raise IncompatibleComponentError(
+                f"cannot re-initialise parameters {', '.join(uncovered[:5])}"
+                f"{' ...' if len(uncovered) > 5 else ''}: their modules have no "
+                "reset_parameters(); give those modules one, or override "
+                f"{type(self).__name__}.reset_parameters")
+        for reset in resets:
+            reset()
 
     @property
     def device(self) -> torch.device:

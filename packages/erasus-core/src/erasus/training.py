@@ -6,6 +6,11 @@ checks the loss before every update and stops within that step when it is not fi
 exceeds ``max_abs_loss`` (the weights stay those of the last good step, and the last
 checkpoint is kept). Batch order depends only on the seed and the epoch, so a run resumed
 from a checkpoint continues exactly where the killed one stopped.
+
+An epoch is one pass over the primary set. The paired set is drawn in its own shuffled
+order alongside (batch ``j`` of the primary set with batch ``j`` of the paired set,
+wrapping around), so per epoch it contributes as many batches as the primary set has: a
+small forget set paired with a large retain set sees a fresh random part of it each epoch.
 """
 
 from __future__ import annotations
