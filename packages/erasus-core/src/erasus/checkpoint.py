@@ -27,7 +27,27 @@ class CheckpointStore:
         self.directory = Path(directory)
 
     @property
+    def _tmp(self) -> Path:
+        return self.directory.with_name(self.directory.name + ".tmp")
+
+    @property
+    def _old(self) -> Path:
+        return self.directory.with_name(self.directory.name + ".old")
+
+    def _recover(self) -> None:
+        """Finish a swap that a kill interrupted: a complete ``.tmp`` wins, else ``.old``."""
+        if (self.directory / "state.json").is_file():
+            return
+        for candidate in (self._tmp, self._old):
+            if (candidate / "state.json").is_file():  # state.json is written last
+                if self.directory.exists():
+                    shutil.rmtree(self.directory)
+                os.replace(candidate, self.directory)
+                return
+
+    @property
     def exists(self) -> bool:
+        self._recover()
         return (self.directory / "state.json").is_file()
 
     def save(self, model: torch.nn.Module, optimizer: Any, scheduler: Any,
@@ -35,7 +55,8 @@ class CheckpointStore:
         import torch
         from safetensors.torch import save_file
 
-        tmp = self.directory.with_name(self.directory.name + ".tmp")
+        self._recover()
+        tmp = self._tmp
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
@@ -43,8 +64,12 @@ class CheckpointStore:
         save_file(weights, str(tmp / "model.safetensors"))
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "torch_rng": torch.get_rng_state()}, tmp / "optimizer.pt")
-        (tmp / "state.json").write_text(json.dumps(state))
-        old = self.directory.with_name(self.directory.name + ".old")
+        # state.json appears last and whole: its presence marks a complete checkpoint
+        (tmp / "state.json.part").write_text(json.dumps(state))
+        os.replace(tmp / "state.json.part", tmp / "state.json")
+        old = self._old
+        if old.exists():
+            shutil.rmtree(old)
         if self.directory.exists():
             os.replace(self.directory, old)
         os.replace(tmp, self.directory)
@@ -53,6 +78,8 @@ class CheckpointStore:
 
     def load(self, model: torch.nn.Module, optimizer: Any, scheduler: Any) -> LoopState:
         import torch
+
+        self._recover()
         from safetensors.torch import load_file
 
         model.load_state_dict(load_file(str(self.directory / "model.safetensors"),
@@ -64,6 +91,6 @@ class CheckpointStore:
         return json.loads((self.directory / "state.json").read_text())
 
     def last_step(self) -> int | None:
-        if not self.exists:
+        if not self.exists:  # recovers an interrupted swap first
             return None
         return int(json.loads((self.directory / "state.json").read_text())["step"])

@@ -300,11 +300,12 @@ def config_hash(data: Any) -> str:
 
 
 def _resolve(registry: Any, kind: str, name: str, params: dict[str, Any], path: str,
-             problems: list[ConfigProblem]) -> ResolvedComponent | None:
+             problems: list[ConfigProblem], name_key: str = "name"
+             ) -> ResolvedComponent | None:
     try:
         info = registry.get(kind, name)
     except ComponentNotFoundError as exc:
-        problems.append(ConfigProblem(f"{path}.name" if path else "name", str(exc)))
+        problems.append(ConfigProblem(f"{path}.{name_key}", str(exc)))
         return None
     try:
         validated = info.params_model(**params)
@@ -324,12 +325,17 @@ def _as_section(item: str | ComponentSection) -> ComponentSection:
 def resolve_config(data: dict[str, Any], registry: Any, *, source: str | None = None
                    ) -> ResolvedConfig:
     """Validate ``data`` and bind every section to its registered component."""
+    problems: list[ConfigProblem] = []
     try:
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(problems_from_validation(exc, RunConfig), source=source) from None
-
-    problems: list[ConfigProblem] = []
+        problems = problems_from_validation(exc, RunConfig)
+        # Check the sections that are fine too, so every problem is reported at once.
+        bad = {err["loc"][0] for err in exc.errors() if err["loc"]}
+        try:
+            config = RunConfig.model_validate({k: v for k, v in data.items() if k not in bad})
+        except ValidationError:
+            raise ConfigError(problems, source=source) from None
     model = _resolve(registry, "model", config.model.name, config.model.params, "model",
                      problems)
     if model is not None:
@@ -348,7 +354,7 @@ def resolve_config(data: dict[str, Any], registry: Any, *, source: str | None = 
     if config.oracle is not None:
         oparams = {**config.train, **config.oracle.params}
         oracle = _resolve(registry, "strategy", config.oracle.strategy, oparams, "oracle",
-                          problems)
+                          problems, name_key="strategy")
         if config.oracle.path and not Path(config.oracle.path).is_dir():
             problems.append(ConfigProblem("oracle.path", f"oracle model directory "
                                                          f"'{config.oracle.path}' does not exist"))

@@ -48,6 +48,10 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+# click's usage-error base class, from the click that typer uses (exit code 2)
+_USAGE_ERRORS = tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
 def handle_errors(fn: F) -> F:
     """Turn exceptions into one-line messages and exit code 1 (re-raise with --debug)."""
 
@@ -57,7 +61,7 @@ def handle_errors(fn: F) -> F:
 
         try:
             return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        except (typer.Exit, typer.Abort, KeyboardInterrupt, *_USAGE_ERRORS):
             raise
         except ErasusError as exc:
             if _debug():
@@ -167,7 +171,7 @@ def run_command(
     cfg = result.config
     _print_metrics(result.metrics, title=f"{cfg['strategy']['name']} on {cfg['data']['name']}"
                    f" (selector {cfg['selector']['name']}, seed {cfg['seed']})")
-    out.print(f"run directory: {result.run_dir}", highlight=False)
+    out.print(f"run directory: {result.run_dir}", highlight=False, soft_wrap=True)
 
 
 @app.command("evaluate")
@@ -254,8 +258,8 @@ def new_plugin(
     from erasus.scaffold import create_plugin
 
     path = create_plugin(name, directory, force=force)
-    out.print(f"created plugin package in {path}", highlight=False)
-    out.print(f"install it with: pip install -e {path}", highlight=False)
+    out.print(f"created plugin package in {path}", highlight=False, soft_wrap=True)
+    out.print(f"install it with: pip install -e {path}", highlight=False, soft_wrap=True)
 
 
 def _mount_plugin_commands() -> None:
