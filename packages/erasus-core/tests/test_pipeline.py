@@ -1,0 +1,623 @@
+"""The run pipeline end to end on the bundled digits benchmark (small settings).
+
+Covers the atomic run directory, reproducibility, coreset selection records, refusal to
+overwrite, the never-modified input model, lifecycle hooks, the divergence guard, kill
+and resume, and tracker failures. Originals and oracles are trained once per session in
+the shared cache (the quickstart's training recipe, so every test file reuses them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import erasus
+import pytest
+import yaml
+from erasus.errors import DivergenceError, RunDirectoryError
+from erasus.plugins import get_plugin_manager
+from erasus.reporting import Tracker
+from erasus.strategy import LoopParams, LossStrategy
+from pydantic import Field
+
+REPO = Path(__file__).resolve().parents[3]
+QUICKSTART = REPO / "configs" / "quickstart.yaml"
+#: what the tests below rely on, pinned so that retuning the quickstart cannot break them
+PINNED = ["strategy.name=gradient_difference", "strategy.batch_size=64", "selector.name=full",
+          "oracle.strategy=retrain", "metrics=[accuracy, mia_efficacy, mia, avg_gap, time, memory]"]
+SMALL = ["strategy.epochs=1", *PINNED]
+#: run-level values that measure time or memory, so differ between identical runs
+TIMING = {"unlearn_seconds", "oracle_seconds", "rte_ratio", "peak_host_mb", "peak_device_mb"}
+ROLES = ("original", "unlearned", "oracle")
+
+
+def _cache_override(tmp_path_factory: pytest.TempPathFactory) -> str:
+    # the same directory conftest points ERASUS_CACHE_DIR at, usable before it is set
+    return f"run.cache_dir={tmp_path_factory.getbasetemp() / 'cache'}"
+
+
+def builtin_pm(*plugins: tuple[str, object]) -> Any:
+    """A plugin manager with the built-in plugin (and ``plugins``) only."""
+    return get_plugin_manager(entrypoints=False, plugins=plugins)
+
+
+def stable(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The values of metrics.json that do not depend on timing or memory."""
+    out: dict[str, Any] = {role: metrics[role] for role in ROLES if role in metrics}
+    out["run"] = {k: v for k, v in metrics.get("run", {}).items() if k not in TIMING}
+    out["details"] = {k: v for k, v in metrics.get("details", {}).items() if k != "run"}
+    return out
+
+
+def load_weights(model_dir: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def assert_same_weights(a: dict[str, Any], b: dict[str, Any]) -> None:
+    import torch
+
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def tree_hashes(directory: Path) -> dict[str, str]:
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def call_cli(argv: list[str]) -> int:
+    from erasus.cli.app import main
+
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def partial_of(final: Path) -> Path:
+    return final.parent / f".{final.name}.partial"
+
+
+@pytest.fixture(scope="module")
+def cache_override(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return _cache_override(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory: pytest.TempPathFactory, cache_override: str) -> Any:
+    """One quickstart run with one unlearning epoch (trains original/oracle once)."""
+    out = tmp_path_factory.mktemp("pipeline") / "base"
+    return erasus.run(QUICKSTART, overrides=[*SMALL, cache_override], output=out,
+                      plugin_manager=builtin_pm(), progress=False)
+
+
+@pytest.fixture
+def only_builtin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs through the CLI see only the built-in plugin and print on a wide console."""
+    import erasus.cli.app as cli_app
+    from rich.console import Console
+
+    monkeypatch.setenv("ERASUS_PLUGINS", "")
+    monkeypatch.setenv("ERASUS_DEBUG", "0")
+    monkeypatch.setattr(cli_app, "out", Console(width=400))
+    monkeypatch.setattr(cli_app, "err", Console(stderr=True, width=400))
+
+
+# -- the run directory ------------------------------------------------------------------
+def test_run_directory_is_complete_and_published_atomically(base_run: Any) -> None:
+    final: Path = base_run.run_dir
+    names = {p.name for p in final.iterdir()}
+    assert {"config.resolved.yaml", "metrics.json", "history.json", "selection.json",
+            "model", "run.log", "report.md"} <= names
+    assert "checkpoint" not in names            # removed once the run finished
+    assert "run_state.json" not in names        # bookkeeping of the partial dir only
+    assert not partial_of(final).exists()
+    assert not [p for p in final.parent.iterdir() if p.name.endswith(".partial")]
+
+    metrics = json.loads((final / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(base_run.metrics, default=float))
+    for role in ROLES:
+        assert {"UA", "RA", "TA", "MIA_efficacy", "mia_auc"} <= set(metrics[role])
+    assert {"avg_gap", "unlearn_seconds", "oracle_seconds", "rte_ratio", "peak_host_mb",
+            "peak_device_mb"} <= set(metrics["run"])
+    history = json.loads((final / "history.json").read_text())
+    assert len(history["steps"]) == base_run.history.num_steps == metrics["run_info"]["steps"]
+    assert [s["step"] for s in history["steps"]] == list(range(1, len(history["steps"]) + 1))
+
+    weights = load_weights(final / "model")
+    assert weights and all(bool(w.isfinite().all()) for w in weights.values())
+    resolved = yaml.safe_load((final / "config.resolved.yaml").read_text())
+    assert resolved["strategy"]["name"] == "gradient_difference"
+    assert resolved["strategy"]["epochs"] == 1
+    # every default is filled in
+    from erasus.builtin.strategies.gradient_difference import GradientDifferenceParams
+
+    defaults = GradientDifferenceParams().model_dump(mode="json")
+    assert {k: v for k, v in resolved["strategy"].items() if k not in ("name", "epochs")} == \
+        {k: v for k, v in defaults.items() if k != "epochs"}
+    assert "unlearning took" in (final / "run.log").read_text()
+    assert (final / "report.md").read_text().strip()
+
+
+def test_resolved_config_reruns_to_the_same_metrics_and_weights(base_run: Any,
+                                                                tmp_path: Path) -> None:
+    again = erasus.run(base_run.run_dir / "config.resolved.yaml", output=tmp_path / "again",
+                       plugin_manager=builtin_pm(), progress=False)
+    assert stable(again.metrics) == stable(base_run.metrics)
+    assert again.history.steps == base_run.history.steps
+    assert_same_weights(load_weights(again.run_dir / "model"),
+                        load_weights(base_run.run_dir / "model"))
+    # the same configuration resolves to the same file
+    assert (again.run_dir / "config.resolved.yaml").read_text() == \
+        (base_run.run_dir / "config.resolved.yaml").read_text()
+
+
+def test_same_seed_gives_identical_metrics(base_run: Any, tmp_path: Path,
+                                           cache_override: str) -> None:
+    twin = erasus.run(QUICKSTART, overrides=[*SMALL, cache_override], output=tmp_path / "twin",
+                      plugin_manager=builtin_pm(), progress=False)
+    assert stable(twin.metrics) == stable(base_run.metrics)
+    # ... while the timing values are real measurements
+    assert twin.metrics["run"]["unlearn_seconds"] > 0
+    # the comparison is sensitive: another learning rate unlearns differently
+    other = erasus.run(QUICKSTART, overrides=[*SMALL, cache_override, "strategy.lr=0.01"],
+                       output=tmp_path / "other", plugin_manager=builtin_pm(), progress=False)
+    assert other.metrics["original"] == base_run.metrics["original"]
+    assert other.metrics["unlearned"] != base_run.metrics["unlearned"]
+
+
+def _digits_forget_indices(seed: int = 0) -> list[int]:
+    from erasus.builtin.datasets.digits import Digits
+
+    return Digits().load(seed=seed).forget_indices
+
+
+def test_selection_full_is_the_forget_set(base_run: Any) -> None:
+    selection = json.loads((base_run.run_dir / "selection.json").read_text())
+    forget = _digits_forget_indices()
+    assert selection["train_indices"] == forget
+    assert selection["indices"] == list(range(len(forget)))
+    assert len(forget) == 135
+
+
+def test_selection_random_half_is_a_subset(base_run: Any, tmp_path: Path,
+                                           cache_override: str) -> None:
+    result = erasus.run(QUICKSTART, overrides=[*SMALL, cache_override, "selector.name=random",
+                                               "selector.budget=0.5"],
+                        output=tmp_path / "random", plugin_manager=builtin_pm(), progress=False)
+    selection = json.loads((result.run_dir / "selection.json").read_text())
+    forget = _digits_forget_indices()
+    train_indices = selection["train_indices"]
+    assert len(train_indices) == len(set(train_indices)) == math.ceil(0.5 * len(forget))
+    assert set(train_indices) < set(forget)
+    positions = selection["indices"]
+    assert positions == sorted(positions)
+    assert train_indices == [forget[i] for i in positions]
+    # only the coreset was unlearned: 68 examples in batches of 64 is 2 steps, not 3
+    assert result.history.num_steps == 2 < base_run.history.num_steps
+
+
+def test_existing_output_directory_is_refused(tmp_path: Path, capsys: Any,
+                                              only_builtin: None, cache_override: str) -> None:
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    before = tree_hashes(out)
+    code = call_cli(["run", str(QUICKSTART), *[a for o in SMALL for a in ("--set", o)],
+                     "--set", cache_override, "-o", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "already exists" in err and str(out) in err
+    assert "Traceback" not in err
+    assert tree_hashes(out) == before
+    assert not partial_of(out).exists()
+    with pytest.raises(RunDirectoryError, match="already exists"):
+        erasus.run(QUICKSTART, overrides=SMALL, output=out, plugin_manager=builtin_pm())
+
+
+def test_the_input_model_is_never_modified(base_run: Any, tmp_path: Path,
+                                           cache_override: str) -> None:
+    import shutil
+
+    model_dir = tmp_path / "input-model"
+    shutil.copytree(base_run.run_dir / "model", model_dir)
+    before = tree_hashes(model_dir)
+    mtimes = {p.name: p.stat().st_mtime_ns for p in model_dir.iterdir()}
+    result = erasus.run(QUICKSTART, overrides=[*SMALL, cache_override, f"model.path={model_dir}",
+                                               "oracle=null", "metrics=[accuracy]",
+                                               "strategy.epochs=2"],
+                        output=tmp_path / "second", plugin_manager=builtin_pm(), progress=False)
+    assert tree_hashes(model_dir) == before
+    assert {p.name: p.stat().st_mtime_ns for p in model_dir.iterdir()} == mtimes
+    # the run did start from that model, and unlearned a copy of it
+    for key in ("UA", "RA", "TA"):
+        assert result.metrics["original"][key] == base_run.metrics["unlearned"][key]
+    unlearned = load_weights(result.run_dir / "model")
+    given = load_weights(model_dir)
+    assert any(not bool((unlearned[k] == given[k]).all()) for k in given)
+    assert "oracle" not in result.metrics
+
+
+# -- lifecycle hooks ---------------------------------------------------------------------
+class Recorder:
+    """An in-process plugin that records every lifecycle hook call."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+
+    @erasus.hookimpl
+    def erasus_run_start(self, run: Any) -> None:
+        self.events.append(("start", {"run_dir": Path(run.run_dir), "seed": run.seed,
+                                      "config": run.config,
+                                      "dir_exists": Path(run.run_dir).is_dir()}))
+
+    @erasus.hookimpl
+    def erasus_step_end(self, run: Any, step: int, losses: dict[str, float]) -> None:
+        self.events.append(("step", {"step": step, "losses": dict(losses),
+                                     "run_dir": Path(run.run_dir)}))
+
+    @erasus.hookimpl
+    def erasus_run_end(self, run: Any, metrics: dict[str, Any]) -> None:
+        self.events.append(("end", {"run_dir": Path(run.run_dir), "metrics": metrics,
+                                    "published": (Path(run.run_dir) / "metrics.json").is_file()}))
+
+
+def test_lifecycle_hooks_see_start_every_step_and_end(tmp_path: Path,
+                                                      cache_override: str) -> None:
+    recorder = Recorder()
+    pm = builtin_pm(("recorder", recorder))
+    assert pm.records["recorder"].status == "loaded"
+    final = tmp_path / "hooked"
+    result = erasus.run(QUICKSTART, overrides=[*PINNED, cache_override, "strategy.epochs=2",
+                                                 "seed=0"],
+                        output=final, plugin_manager=pm, progress=False)
+    kinds = [kind for kind, _ in recorder.events]
+    n = result.history.num_steps
+    assert n == 6  # 135 forget examples, batches of 64, two epochs
+    assert kinds == ["start", *["step"] * n, "end"]
+
+    start = recorder.events[0][1]
+    assert start["seed"] == 0
+    assert start["config"]["strategy"]["name"] == "gradient_difference"
+    assert start["config"]["strategy"]["epochs"] == 2
+    # the run works in the hidden partial directory; the final one appears only at the end
+    assert start["run_dir"] == partial_of(final) and start["dir_exists"]
+
+    steps = [info for kind, info in recorder.events if kind == "step"]
+    assert [s["step"] for s in steps] == list(range(1, n + 1))
+    for info, logged in zip(steps, result.history.steps, strict=True):
+        assert {"loss", "forget_loss", "retain_loss"} <= set(info["losses"])
+        assert info["losses"] == logged
+        assert all(math.isfinite(v) for v in info["losses"].values())
+        assert info["run_dir"] == partial_of(final)
+
+    end = recorder.events[-1][1]
+    assert end["run_dir"] == final == result.run_dir
+    assert end["published"]
+    assert end["metrics"] == result.metrics
+    assert end["metrics"]["unlearned"]["UA"] == result.metrics["unlearned"]["UA"]
+
+
+# -- the divergence guard ----------------------------------------------------------------
+class NanParams(LoopParams):
+    """Parameters of the NaN-injecting test strategy."""
+
+    nan_step: int = Field(5, ge=1, description="The optimizer step whose loss is NaN.")
+
+
+class NanAtStep(LossStrategy):
+    """Descend the forget loss, but return a NaN loss at step ``nan_step`` (a test double)."""
+
+    name = "nan_at_step"
+    modalities = ("any",)
+    needs = frozenset()
+    Params = NanParams
+    paper = None
+    epoch_over = "forget"
+    pair_with = None
+
+    def __init__(self, params: Any = None, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        self.calls = 0
+
+    def loss(self, adapter: Any, *, forget: Any, retain: Any) -> dict[str, Any]:
+        self.calls += 1
+        loss = adapter.per_example_loss(forget).mean()
+        if self.calls == self.params.nan_step:
+            loss = loss * float("nan")
+        return {"loss": loss}
+
+
+class NanPlugin:
+    """Registers the NaN strategy."""
+
+    @erasus.hookimpl
+    def erasus_register_strategies(self, register: Any) -> None:
+        register(NanAtStep)
+
+
+NAN_OVERRIDES = [*PINNED, "strategy.name=nan_at_step", "strategy.nan_step=5",
+                 "strategy.checkpoint_every=2", "strategy.batch_size=16", "strategy.epochs=1"]
+
+
+def test_divergence_stops_before_the_bad_update_and_keeps_the_checkpoint(
+        tmp_path: Path, cache_override: str) -> None:
+    final = tmp_path / "diverged"
+    with pytest.raises(DivergenceError) as info:
+        erasus.run(QUICKSTART, overrides=[*NAN_OVERRIDES, cache_override], output=final,
+                   plugin_manager=builtin_pm(("nan", NanPlugin())), progress=False)
+    exc = info.value
+    assert exc.step == 5
+    assert exc.last_good_step == 4
+    assert "step 5" in str(exc) and "step 4" in str(exc)
+    assert not final.exists()
+    work = partial_of(final)
+    checkpoint = work / "checkpoint"
+    assert json.loads((checkpoint / "state.json").read_text())["step"] == 4
+    state = json.loads((work / "run_state.json").read_text())
+    assert state["status"] == "diverged"
+    assert state["step"] == 5 and state["last_good_step"] == 4
+    weights = load_weights(checkpoint)
+    assert weights and all(bool(w.isfinite().all()) for w in weights.values())
+    assert "diverged at step 5" in (work / "run.log").read_text()
+
+
+def test_divergence_through_the_cli_is_one_line_and_exit_1(
+        tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch, only_builtin: None,
+        cache_override: str) -> None:
+    import erasus.plugins
+
+    real = erasus.plugins.get_plugin_manager
+    monkeypatch.setattr(erasus.plugins, "get_plugin_manager",
+                        lambda **kw: real(entrypoints=False, plugins=(("nan", NanPlugin()),)))
+    final = tmp_path / "cli-diverged"
+    argv = ["run", str(QUICKSTART), "-o", str(final), "--no-progress", "--set", cache_override]
+    for item in NAN_OVERRIDES:
+        argv += ["--set", item]
+    code = call_cli(argv)
+    captured = capsys.readouterr()
+    assert code == 1
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("error:")
+    assert "diverged at step 5" in lines[0] and "step 4" in lines[0]
+    assert "Traceback" not in captured.out + captured.err
+    assert (partial_of(final) / "checkpoint" / "state.json").is_file()
+
+
+# -- kill and resume ---------------------------------------------------------------------
+RESUME_OVERRIDES = [*PINNED, "strategy.epochs=3", "strategy.batch_size=8",
+                    "strategy.checkpoint_every=1"]
+
+
+def _subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(ERASUS_PLUGINS="", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.pop("ERASUS_DEBUG", None)
+    return env
+
+
+def test_a_killed_run_resumes_to_the_same_result(tmp_path: Path, capsys: Any,
+                                                 only_builtin: None,
+                                                 cache_override: str) -> None:
+    overrides = [*RESUME_OVERRIDES, cache_override]
+    # the uninterrupted reference (also makes sure original and oracle are cached)
+    reference = erasus.run(QUICKSTART, overrides=overrides, output=tmp_path / "reference",
+                           plugin_manager=builtin_pm(), progress=False)
+    total = reference.history.num_steps
+    assert total == 51  # 17 batches of 8 per epoch, 3 epochs
+
+    final = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "erasus.cli", "run", str(QUICKSTART), "-o", str(final),
+           "--no-progress"]
+    for item in overrides:
+        cmd += ["--set", item]
+    state_file = partial_of(final) / "checkpoint" / "state.json"
+    log = tmp_path / "killed.stderr"
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(cmd, env=_subprocess_env(), stdout=subprocess.DEVNULL,
+                                stderr=stderr)
+    deadline = time.monotonic() + 180
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the run ended (rc {proc.returncode}) before it could be killed: "
+                            f"{log.read_text()}")
+            try:
+                step = json.loads(state_file.read_text())["step"]
+            except (OSError, ValueError, KeyError):
+                step = 0
+            if step >= 3:
+                break
+            assert time.monotonic() < deadline, f"no checkpoint appeared: {log.read_text()}"
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not final.exists()
+    assert partial_of(final).is_dir()
+    try:
+        killed_at = json.loads(state_file.read_text())["step"]
+        assert 3 <= killed_at < total
+    except FileNotFoundError:  # killed inside the checkpoint swap: see the xfail test below
+        killed_at = None
+
+    code = call_cli(["run", str(QUICKSTART), *[a for o in overrides for a in ("--set", o)],
+                     "--resume", "-o", str(final), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"run directory: {final}" in out
+    assert not partial_of(final).exists()
+
+    resumed = json.loads((final / "metrics.json").read_text())
+    expected = json.loads((reference.run_dir / "metrics.json").read_text())
+    _assert_close(stable(resumed), stable(expected))
+    history = json.loads((final / "history.json").read_text())
+    assert history["resumed_from"] == killed_at
+    assert len(history["steps"]) == total
+    _assert_close(history["steps"], reference.history.steps)
+    ref_weights = load_weights(reference.run_dir / "model")
+    got_weights = load_weights(final / "model")
+    for name, value in ref_weights.items():
+        assert float((got_weights[name] - value).abs().max()) <= 1e-6, name
+    assert "resume=True" in (final / "run.log").read_text()
+
+
+def _assert_close(got: Any, want: Any, tol: float = 1e-6) -> None:
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and got.keys() == want.keys()
+        for key in want:
+            _assert_close(got[key], want[key], tol)
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want)
+        for a, b in zip(got, want, strict=True):
+            _assert_close(a, b, tol)
+    elif isinstance(want, float) and not isinstance(got, bool):
+        assert got == pytest.approx(want, abs=tol, rel=tol, nan_ok=True)
+    else:
+        assert got == want
+
+
+def test_resume_with_nothing_to_resume_exits_1(tmp_path: Path, capsys: Any, base_run: Any,
+                                               only_builtin: None) -> None:
+    code = call_cli(["run", str(QUICKSTART), "--set", SMALL[0], "--resume",
+                     "-o", str(tmp_path / "never-started"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "no interrupted run" in err and "without --resume" in err
+    assert not (tmp_path / "never-started").exists()
+
+    code = call_cli(["run", str(QUICKSTART), "--set", SMALL[0], "--set",
+                     f"run.output_dir={tmp_path / 'runs'}", "--resume", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "no interrupted run of this configuration" in err
+    # a finished run has nothing left to resume either
+    with pytest.raises(RunDirectoryError, match="already finished"):
+        erasus.run(QUICKSTART, overrides=SMALL, output=base_run.run_dir, resume=True,
+                   plugin_manager=builtin_pm())
+
+
+def test_resume_refuses_a_different_configuration(tmp_path: Path,
+                                                  cache_override: str) -> None:
+    final = tmp_path / "diverged"
+    with pytest.raises(DivergenceError):
+        erasus.run(QUICKSTART, overrides=[*NAN_OVERRIDES, cache_override], output=final,
+                   plugin_manager=builtin_pm(("nan", NanPlugin())), progress=False)
+    with pytest.raises(RunDirectoryError, match="different configuration"):
+        erasus.run(QUICKSTART, overrides=[*NAN_OVERRIDES, cache_override, "strategy.lr=0.5"],
+                   output=final, resume=True, plugin_manager=builtin_pm(("nan", NanPlugin())))
+
+
+@pytest.mark.xfail(strict=True, reason="core bug: CheckpointStore.save moves the live "
+                   "checkpoint to '.old' before renaming '.tmp' into place; a kill between "
+                   "the two renames leaves no 'checkpoint' dir, so resume silently restarts "
+                   "from step 0 although two complete checkpoints are on disk")
+def test_a_kill_between_the_checkpoint_renames_still_resumes(tmp_path: Path) -> None:
+    import torch
+    from erasus.checkpoint import CheckpointStore
+    from erasus.training import make_scheduler
+
+    model = torch.nn.Linear(3, 2)
+    params = LoopParams()
+    optimizer = torch.optim.Adam(model.parameters())
+    scheduler = make_scheduler(params, optimizer, 10)
+    store = CheckpointStore(tmp_path / "checkpoint")
+    store.save(model, optimizer, scheduler, {"step": 1, "epoch": 0, "batch": 1, "history": []})
+    newer = CheckpointStore(tmp_path / "staging")
+    newer.save(model, optimizer, scheduler, {"step": 2, "epoch": 0, "batch": 2, "history": []})
+    # the state save() leaves when killed right after its first os.replace
+    os.replace(tmp_path / "checkpoint", tmp_path / "checkpoint.old")
+    os.replace(tmp_path / "staging", tmp_path / "checkpoint.tmp")
+    assert store.last_step() in (1, 2)
+
+
+# -- trackers ------------------------------------------------------------------------------
+class RecordingTracker(Tracker):
+    """Records every call it receives (a test double)."""
+
+    name = "recording"
+    paper = None
+    calls: ClassVar[list[tuple[str, Any]]] = []
+
+    def start(self, config: dict[str, Any]) -> None:
+        self.calls.append(("start", config["strategy"]["name"]))
+
+    def log_metrics(self, values: dict[str, float], step: int | None = None) -> None:
+        self.calls.append(("log_metrics", step))
+
+    def log_artifact(self, path: Path) -> None:
+        self.calls.append(("log_artifact", Path(path)))
+
+    def end(self, status: str) -> None:
+        self.calls.append(("end", status))
+
+
+class ExplodingTracker(RecordingTracker):
+    """Fails on the second logged step, like a tracking server going away (a test double)."""
+
+    name = "exploding"
+    calls: ClassVar[list[tuple[str, Any]]] = []
+
+    def log_metrics(self, values: dict[str, float], step: int | None = None) -> None:
+        super().log_metrics(values, step)
+        if step == 2:
+            raise ConnectionError("tracking server went away")
+
+
+class TrackerPlugin:
+    """Registers the two test trackers."""
+
+    @erasus.hookimpl
+    def erasus_register_trackers(self, register: Any) -> None:
+        register(RecordingTracker)
+        register(ExplodingTracker)
+
+
+def test_a_tracker_receives_the_run(tmp_path: Path, cache_override: str) -> None:
+    RecordingTracker.calls.clear()
+    final = tmp_path / "tracked"
+    result = erasus.run(QUICKSTART, overrides=[*SMALL, cache_override,
+                                               "tracking.name=recording"],
+                        output=final, plugin_manager=builtin_pm(("trackers", TrackerPlugin())),
+                        progress=False)
+    calls = RecordingTracker.calls
+    assert calls[0] == ("start", "gradient_difference")
+    steps = [arg for name, arg in calls if name == "log_metrics" and arg is not None]
+    assert steps == list(range(1, result.history.num_steps + 1))
+    assert calls[-1] == ("end", "finished")
+    assert "tracker_error" not in result.metrics["run_info"]
+
+
+def test_a_failing_tracker_does_not_lose_the_run(tmp_path: Path, cache_override: str) -> None:
+    ExplodingTracker.calls.clear()
+    final = tmp_path / "tracked"
+    result = erasus.run(QUICKSTART, overrides=[*SMALL, cache_override,
+                                               "tracking.name=exploding"],
+                        output=final, plugin_manager=builtin_pm(("trackers", TrackerPlugin())),
+                        progress=False)
+    assert result.run_dir == final
+    assert (final / "model" / "model.safetensors").is_file()
+    assert not partial_of(final).exists()
+    metrics = json.loads((final / "metrics.json").read_text())
+    assert metrics["run_info"]["tracker_error"] == "ConnectionError: tracking server went away"
+    assert result.history.num_steps == 3
+    # the tracker is disabled after its failure: no further calls
+    assert ExplodingTracker.calls == [("start", "gradient_difference"), ("log_metrics", 1),
+                                      ("log_metrics", 2)]
+    assert "tracking server went away" in (final / "run.log").read_text()
