@@ -223,8 +223,6 @@ def test_describe_unknown_name_exits_1_with_a_suggestion(capsys: Any) -> None:
     assert len([line for line in err.splitlines() if line.strip()]) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: handle_errors turns typer.BadParameter "
-                   "(a usage error) into 'error: BadParameter: ...' with exit code 1")
 def test_describe_with_an_unknown_kind_is_a_usage_error(capsys: Any) -> None:
     code, _, err = call(["describe", "gradient_difference", "--kind", "nosuch"], capsys)
     assert code == 2
@@ -249,9 +247,6 @@ def test_run_prints_the_metrics_table_and_the_run_directory(cli_run: dict[str, A
     assert (cli_run["dir"] / "model" / "model.safetensors").is_file()
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: run_command prints 'run directory: PATH' "
-                   "without soft_wrap, so rich breaks a long path across lines when the "
-                   "output is not a wide terminal (pipes, CI logs)")
 def test_run_prints_a_long_run_directory_on_one_line(cli_run: dict[str, Any], capsys: Any,
                                                      monkeypatch: pytest.MonkeyPatch,
                                                      tmp_path: Path) -> None:

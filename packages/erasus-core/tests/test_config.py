@@ -175,9 +175,6 @@ def test_unknown_metric_and_selector_names_are_reported_with_their_paths() -> No
     assert "did you mean 'random'" in problems["selector.name"]
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: the problem of an unknown oracle strategy "
-                   "is reported at 'oracle.name', a key the config does not have; it is "
-                   "'oracle.strategy' (config.py _resolve hard-codes '.name')")
 def test_unknown_oracle_strategy_is_reported_at_oracle_strategy() -> None:
     problems = problems_of(base(), ["oracle.strategy=retrian"])
     assert "did you mean 'retrain'" in problems["oracle.strategy"]
@@ -263,9 +260,6 @@ def test_several_schema_problems_are_reported_at_once() -> None:
         set(problems)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: when the top-level schema fails (here "
-                   "'seed'), resolve_config raises at once and the component problems "
-                   "(strategy.epoch, metrics[0]) are not reported with it")
 def test_top_level_and_component_problems_are_reported_together() -> None:
     problems = problems_of(base(), ["seed=abc", "strategy.epoch=3", "metrics=[avg_gap]"])
     assert {"seed", "strategy.epoch", "metrics[0]"} <= set(problems)
