@@ -499,3 +499,16 @@ def test_cli_traceback_only_with_debug_in_a_real_process(tmp_path: Path) -> None
     assert debug.returncode != 0
     assert "Traceback" in debug.stderr
     assert "ConfigError" in debug.stderr
+
+
+def test_a_bad_train_key_is_reported_once_not_again_under_oracle() -> None:
+    problems = problems_of(base(), ["train.epoch=3"])
+    assert "did you mean 'epochs'" in problems["train.epoch"]
+    assert not [p for p in problems if p.startswith("oracle")]
+
+
+def test_unknown_strategy_lists_installed_strategies_in_plain_english() -> None:
+    problems = problems_of(base(), ["strategy.name=gradient_acent"])
+    message = problems["strategy.name"]
+    assert "did you mean 'gradient_ascent'" in message
+    assert "installed strategies:" in message and "retrain" in message

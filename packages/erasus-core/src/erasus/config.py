@@ -352,7 +352,8 @@ def resolve_config(data: dict[str, Any], registry: Any, *, source: str | None = 
     train = _resolve(registry, "strategy", "retrain", config.train, "train", problems)
     oracle = None
     if config.oracle is not None:
-        oparams = {**config.train, **config.oracle.params}
+        # The oracle reuses the train recipe; if that is broken, it is reported once, at train.
+        oparams = {**(config.train if train is not None else {}), **config.oracle.params}
         oracle = _resolve(registry, "strategy", config.oracle.strategy, oparams, "oracle",
                           problems, name_key="strategy")
         if config.oracle.path and not Path(config.oracle.path).is_dir():

@@ -70,8 +70,9 @@ class Registry:
         names = sorted(entries)
         hint = did_you_mean(name, names)
         available = ", ".join(names) if names else "none"
+        plural = "strategies" if kind == "strategy" else f"{kind}s"
         raise ComponentNotFoundError(
-            f"no {kind} named '{name}'{hint}; installed {kind}s: {available}"
+            f"no {kind} named '{name}'{hint}; installed {plural}: {available}"
         )
 
     def find(self, name: str) -> list[ComponentInfo]:
