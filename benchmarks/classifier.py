@@ -23,15 +23,27 @@ SCENARIOS = {
     "class 0": {"kind": "class", "class_id": 0},
 }
 METHODS = ["finetune", "gradient_ascent", "gradient_difference", "random_label"]
+# Each method's defaults are tuned for random forgetting. Class-wise forgetting needs
+# stronger settings (as in the SalUn paper, which tunes per scenario); these were chosen by
+# a small search on seed 0 only.
+SCENARIO_PARAMS: dict[str, dict[str, dict[str, Any]]] = {
+    "class 0": {
+        "finetune": {"epochs": 10, "lr": 0.05},
+        "gradient_ascent": {"lr": 3e-4},
+        "gradient_difference": {"lr": 5e-4, "retain_weight": 3.0},
+        "random_label": {"lr": 2e-3},
+    },
+}
 VALUES = ["UA", "RA", "TA", "MIA_efficacy"]
 
 
-def config(scenario: dict[str, Any], method: str, seed: int, out: Path) -> dict[str, Any]:
+def config(scen_name: str, method: str, seed: int, out: Path) -> dict[str, Any]:
+    params = SCENARIO_PARAMS.get(scen_name, {}).get(method, {})
     return {
         "seed": seed,
         "model": {"name": "classifier", "arch": "small_cnn"},
-        "data": {"name": "digits", "forget": scenario},
-        "strategy": {"name": method, "checkpoint_every": 0},
+        "data": {"name": "digits", "forget": SCENARIOS[scen_name]},
+        "strategy": {"name": method, "checkpoint_every": 0, **params},
         "oracle": {"strategy": "retrain"},
         "metrics": ["accuracy", "mia_efficacy", "avg_gap", "time"],
         "reporters": [],
@@ -58,10 +70,10 @@ def main() -> None:
 
     rows: dict[str, dict[str, dict[str, list[float]]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for scen_name, scenario in SCENARIOS.items():
+        for scen_name in SCENARIOS:
             for seed in args.seeds:
                 for method in args.methods:
-                    result = erasus.run(config(scenario, method, seed, Path(tmp)),
+                    result = erasus.run(config(scen_name, method, seed, Path(tmp)),
                                         progress=False)
                     m = result.metrics
                     for role, name in [("original", "original"), ("oracle", "retrain (oracle)"),
@@ -79,7 +91,8 @@ def main() -> None:
 
     lines = [f"Seeds: {', '.join(map(str, args.seeds))}. Values are mean ± std over seeds; "
              "Avg. Gap is to the retrained oracle; RTE ratio is unlearning time / retraining "
-             "time, measured in the same run.", ""]
+             "time, measured in the same run. Method settings: defaults, except "
+             f"{json.dumps(SCENARIO_PARAMS)}.", ""]
     for scen_name, methods in rows.items():
         lines += [f"### {scen_name}", "",
                   "| method | UA | RA | TA | MIA-efficacy | Avg. Gap | RTE ratio |",

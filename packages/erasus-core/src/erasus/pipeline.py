@@ -125,11 +125,21 @@ def _model_key(resolved: ResolvedConfig) -> dict[str, Any]:
     return {"model": section["model"], "data": section["data"], "seed": resolved.config.seed}
 
 
+def _train(strategy: Strategy, adapter: ModelAdapter, forget: Any, retain: Any,
+           splits: Splits, seed: int, progress: bool, description: str) -> float:
+    """Run ``strategy`` on ``adapter`` (training the original or the oracle); its seconds."""
+    from erasus.strategy import RunContext, UnlearnData
+
+    with ResourceMonitor() as mon:
+        strategy.unlearn(adapter, UnlearnData(forget=forget, retain=retain, info=splits.info,
+                                              collate_fn=splits.collate_fn),
+                         RunContext(seed=seed, progress=progress, description=description))
+    return mon.seconds
+
+
 def load_original(resolved: ResolvedConfig, splits: Splits, cache: Path,
                   progress: bool) -> tuple[ModelAdapter, float | None]:
     """The original model: loaded from ``model.path`` or trained on the train split."""
-    from erasus.strategy import RunContext, UnlearnData
-
     adapter_cls = resolved.model.info.cls
     path = getattr(resolved.model.params, "path", None)
     if path:
@@ -138,14 +148,9 @@ def load_original(resolved: ResolvedConfig, splits: Splits, cache: Path,
     def make() -> tuple[ModelAdapter, float]:
         seed_everything(resolved.config.seed)
         adapter = adapter_cls.build(resolved.model.params, splits.info)
-        trainer = resolved.train.create()
-        with ResourceMonitor() as mon:
-            trainer.unlearn(adapter, UnlearnData(forget=None, retain=splits.train,
-                                                 info=splits.info,
-                                                 collate_fn=splits.collate_fn),
-                            RunContext(seed=resolved.config.seed, progress=progress,
-                                       description="training the original"))
-        return adapter, mon.seconds
+        seconds = _train(resolved.train.create(), adapter, None, splits.train, splits,
+                         resolved.config.seed, progress, "training the original")
+        return adapter, seconds
 
     key = {**_model_key(resolved), "role": "original",
            "train": resolved.train.params.model_dump(mode="json")}
@@ -156,8 +161,6 @@ def load_original(resolved: ResolvedConfig, splits: Splits, cache: Path,
 def load_oracle(resolved: ResolvedConfig, splits: Splits, original: ModelAdapter,
                 cache: Path, progress: bool) -> tuple[ModelAdapter | None, float | None]:
     """The oracle: a stored model, or the oracle strategy run on the retain data (cached)."""
-    from erasus.strategy import RunContext, UnlearnData
-
     if resolved.oracle is None:
         return None, None
     opath = resolved.config.oracle.path if resolved.config.oracle else None
@@ -167,14 +170,9 @@ def load_oracle(resolved: ResolvedConfig, splits: Splits, original: ModelAdapter
     def make() -> tuple[ModelAdapter, float]:
         seed_everything(resolved.config.seed)
         adapter = original.clone()
-        strategy = resolved.oracle.create()
-        with ResourceMonitor() as mon:
-            strategy.unlearn(adapter, UnlearnData(forget=splits.forget, retain=splits.retain,
-                                                  info=splits.info,
-                                                  collate_fn=splits.collate_fn),
-                             RunContext(seed=resolved.config.seed, progress=progress,
-                                        description="training the oracle"))
-        return adapter, mon.seconds
+        seconds = _train(resolved.oracle.create(), adapter, splits.forget, splits.retain,
+                         splits, resolved.config.seed, progress, "training the oracle")
+        return adapter, seconds
 
     key = {**_model_key(resolved), "role": "oracle",
            "original": getattr(resolved.model.params, "path", None) or

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from erasus.components import Paper
+from erasus.builtin.metrics._papers import JIA_2023
 from erasus.errors import IncompatibleComponentError
 from erasus.evaluation import Measurement, Metric, MetricParams
 
@@ -42,14 +42,7 @@ class Accuracy(Metric):
     modalities = ("classification",)
     needs = frozenset()
     Params = MetricParams
-    paper = Paper(
-        title="Model Sparsity Can Simplify Machine Unlearning",
-        authors="Jinghan Jia, Jiancheng Liu, Parikshit Ram, Yuguang Yao, Gaowen Liu, Yang Liu, "
-        "Pranay Sharma, Sijia Liu",
-        year=2023,
-        url="https://arxiv.org/abs/2304.04934",
-        venue="NeurIPS",
-    )
+    paper = JIA_2023
     outputs = ("UA", "RA", "TA")
     scope = "model"
 

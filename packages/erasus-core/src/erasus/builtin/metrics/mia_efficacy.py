@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from erasus.components import Paper
+from erasus.builtin.metrics._papers import JIA_2023
 from erasus.errors import IncompatibleComponentError
 from erasus.evaluation import Measurement, Metric, MetricParams
 
@@ -51,14 +51,7 @@ class MIAEfficacy(Metric):
     modalities = ("classification",)
     needs = frozenset()
     Params = MIAEfficacyParams
-    paper = Paper(
-        title="Model Sparsity Can Simplify Machine Unlearning",
-        authors="Jinghan Jia, Jiancheng Liu, Parikshit Ram, Yuguang Yao, Gaowen Liu, Yang Liu, "
-        "Pranay Sharma, Sijia Liu",
-        year=2023,
-        url="https://arxiv.org/abs/2304.04934",
-        venue="NeurIPS",
-    )
+    paper = JIA_2023
     outputs = ("MIA_efficacy",)
     scope = "model"
 
