@@ -646,3 +646,14 @@ def test_a_failing_tracker_does_not_lose_the_run(tmp_path: Path, cache_override:
     assert ExplodingTracker.calls == [("start", "gradient_difference"), ("log_metrics", 1),
                                       ("log_metrics", 2)]
     assert "tracking server went away" in (final / "run.log").read_text()
+
+
+def test_atomically_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    from erasus.rundir import atomic_write_text
+
+    umask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "metrics.json", "{}")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == 0o644
