@@ -16,7 +16,7 @@ declares, as class attributes:
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -139,7 +139,6 @@ class ComponentInfo:
     plugin: str
     package: str | None = None
     version: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def summary(self) -> str:

@@ -381,7 +381,6 @@ def _execute(resolved: ResolvedConfig, resolved_dict: dict[str, Any], rd: RunDir
     strategy = resolved.strategy.create()
     ctx = RunContext(seed=seed, checkpoints=CheckpointStore(rd.work / "checkpoint"),
                      on_step=on_step, progress=progress,
-                     train_recipe=resolved.train.params.model_dump(),
                      description=f"unlearning ({resolved.strategy.info.name})")
     history, selection, facts = unlearn(
         unlearned, strategy, resolved.selector.create(), splits.forget, splits.retain, ctx,

@@ -184,11 +184,6 @@ class ErasusPluginManager(pluggy.PluginManager):
             self._registry = self._build_registry()
         return self._registry
 
-    def _call_register_hook(self, hook_name: str, record: PluginRecord, impl: Any,
-                            register: Any) -> None:
-        kwargs = {"register": register}
-        impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
-
     def _build_registry(self) -> Registry:
         while True:
             registry = Registry()
@@ -210,7 +205,8 @@ class ErasusPluginManager(pluggy.PluginManager):
                                  version=_rec.version)
 
                 try:
-                    self._call_register_hook(hook_name, record, impl, register)
+                    impl.function(**({"register": register} if "register" in impl.argnames
+                                     else {}))
                 except Exception as exc:
                     detail = _format_error(exc)
                     if os.environ.get("ERASUS_DEBUG"):

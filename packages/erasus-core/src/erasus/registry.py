@@ -24,7 +24,6 @@ class Registry:
 
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, ComponentInfo]] = {kind: {} for kind in KINDS}
-        self.commands: list[tuple[str, Any, str]] = []  # (name, typer app, plugin)
 
     def add(
         self,
@@ -100,10 +99,3 @@ class Registry:
         """Instantiate a component with validated parameters."""
         info = self.get(kind, name)
         return info.cls(info.params_model(**params))
-
-    def remove_plugin(self, plugin: str) -> None:
-        """Drop every entry a plugin added (used when its registration fails half-way)."""
-        for entries in self._entries.values():
-            for name in [n for n, i in entries.items() if i.plugin == plugin]:
-                del entries[name]
-        self.commands = [c for c in self.commands if c[2] != plugin]

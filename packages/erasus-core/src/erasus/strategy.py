@@ -78,7 +78,6 @@ class RunContext:
     on_step: Callable[[int, dict[str, float]], None] | None = None
     progress: bool = False
     reference: ModelAdapter | None = None
-    train_recipe: dict[str, Any] = field(default_factory=dict)
     description: str = "unlearning"
 
 
