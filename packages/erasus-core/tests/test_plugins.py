@@ -494,3 +494,32 @@ def test_building_the_registry_does_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+# -- erasus.testing.packaging: the check every plugin package's tests run ------------------
+def test_check_plugin_package_accepts_a_well_wired_plugin(install):
+    from erasus.testing.packaging import check_plugin_package
+
+    modules = install({"wired": GOOD.format(name="fake_wired")}, dist="wiredplug")
+    check_plugin_package("wired", "wiredplug", modules["wired"])
+
+
+@pytest.mark.parametrize("wrong, message", [
+    ({"distribution": "otherdist"}, "belongs to wiredplug"),
+    ({"module": "not_the_module"}, "points at"),
+])
+def test_check_plugin_package_names_what_is_miswired(install, wrong, message):
+    from erasus.testing.packaging import check_plugin_package
+
+    modules = install({"wired": GOOD.format(name="fake_wired2")}, dist="wiredplug")
+    args = {"name": "wired", "distribution": "wiredplug", "module": modules["wired"], **wrong}
+    with pytest.raises(AssertionError, match=message):
+        check_plugin_package(**args)
+
+
+def test_check_plugin_package_catches_a_plugin_that_fails_to_load(install):
+    from erasus.testing.packaging import check_plugin_package
+
+    modules = install({"broken": BROKEN}, dist="brokenplug")
+    with pytest.raises(AssertionError, match="did not load: import failed"):
+        check_plugin_package("broken", "brokenplug", modules["broken"])
