@@ -116,10 +116,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The quickstart: ``erasus run configs/quickstart.yaml``."""
+    """The quickstart: ``erasus run configs/quickstart.yaml`` (run directory under runs/)."""
     install(session, CORE)
-    session.run("erasus", "run", "configs/quickstart.yaml",
-                "--output", fresh_run_dir(session, "quickstart-run"), *session.posargs, env=ENV)
+    session.run("erasus", "run", "configs/quickstart.yaml", *session.posargs, env=ENV)
 
 
 @nox.session
