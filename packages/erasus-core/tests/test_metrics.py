@@ -277,3 +277,26 @@ def test_markdown_reporter_writes_report(tmp_path):
     assert "| avg_gap | 3.75 |" in text
     assert "| unlearn_seconds | 1.50 |" in text and "| device | cpu |" in text
     assert "roc" not in text and "| details" not in text and "| run_info" not in text
+
+
+def test_loss_metric_is_the_mean_of_the_cached_per_example_losses() -> None:
+    import numpy as np
+    import torch
+    from erasus.builtin.metrics.loss import MeanLoss
+    from erasus.data import DataInfo, Splits
+    from erasus.evaluation import EvalContext
+    from erasus.testing import tiny_classifier_problem
+
+    problem = tiny_classifier_problem(seed=0)
+    splits = Splits(train=problem.retain, forget=problem.forget, retain=problem.retain,
+                    test=problem.test, info=DataInfo(modality="classification"))
+    values = MeanLoss().compute(EvalContext(problem.adapter, splits)).values
+    model = problem.adapter.model
+    for split, data in (("forget", problem.forget), ("retain", problem.retain),
+                        ("test", problem.test)):
+        x = torch.stack([data[i][0] for i in range(len(data))])
+        y = torch.stack([data[i][1] for i in range(len(data))])
+        with torch.no_grad():
+            expected = torch.nn.functional.cross_entropy(model(x), y).item()
+        assert np.isclose(values[f"{split}_loss"], expected, rtol=1e-5)
+    assert values["forget_loss"] < values["test_loss"]  # the model fits its training data

@@ -94,6 +94,9 @@ class EvalContext:
         with torch.no_grad():
             for indices, raw in loader:
                 batch = self.adapter.prepare_batch(raw)
+                # as in training: adapters with per-example randomness (diffusion noise)
+                # can key it on the example's index, so every model sees the same draws
+                batch["index"] = indices.to(self.adapter.device)
                 out = self.adapter.outputs(batch, features=features)
                 self.forward_passes += 1
                 out["index"] = indices

@@ -43,12 +43,13 @@ def erasus_register_strategies(register: Any) -> None:
 def erasus_register_metrics(register: Any) -> None:
     from erasus.builtin.metrics.accuracy import Accuracy
     from erasus.builtin.metrics.avg_gap import AvgGap
+    from erasus.builtin.metrics.loss import MeanLoss
     from erasus.builtin.metrics.memory import Memory
     from erasus.builtin.metrics.mia import LossMIA
     from erasus.builtin.metrics.mia_efficacy import MIAEfficacy
     from erasus.builtin.metrics.time import Time
 
-    for cls in (Accuracy, MIAEfficacy, LossMIA, AvgGap, Time, Memory):
+    for cls in (Accuracy, MIAEfficacy, LossMIA, MeanLoss, AvgGap, Time, Memory):
         register(cls)
 
 
