@@ -18,7 +18,11 @@ from pathlib import Path
 import nox
 
 CONSTRAINTS = ("-c", "constraints/cpu.txt")
-TORCH = "torch==2.13.0"
+TORCH = ("torch==2.13.0",)
+# erasus-vlm needs torchvision (through open_clip); only torch 2.14.1 + torchvision 0.29.1
+# install and import together here, so sessions that install it use this pair instead.
+VISION_CONSTRAINTS = ("-c", "constraints/vision.txt")
+VISION_TORCH = ("torch==2.14.1", "torchvision==0.29.1")
 CORE = "./packages/erasus-core"
 PLUGINS = {
     "llm": "./packages/erasus-llm",
@@ -36,10 +40,15 @@ nox.options.default_venv_backend = "virtualenv"  # pip: it honours local wheels 
 
 
 def install(session: nox.Session, *requirements: str) -> None:
-    """Pinned torch first, then ``requirements``, every step under the constraints."""
-    session.install(*CONSTRAINTS, TORCH)
+    """Pinned torch first, then ``requirements``, every step under the constraints.
+
+    When erasus-vlm is among the requirements, the torch/torchvision pair it needs is used.
+    """
+    vision = PLUGINS["vlm"] in requirements
+    constraints = VISION_CONSTRAINTS if vision else CONSTRAINTS
+    session.install(*constraints, *(VISION_TORCH if vision else TORCH))
     if requirements:
-        session.install(*CONSTRAINTS, *requirements)
+        session.install(*constraints, *requirements)
 
 
 def all_test_dirs() -> list[str]:
@@ -103,7 +112,8 @@ def slow(session: nox.Session) -> None:
 @nox.session
 def docs(session: nox.Session) -> None:
     """Build the documentation site with ``mkdocs build --strict``."""
-    install(session, CORE, *PLUGINS.values(), "mkdocs-material", "mkdocstrings[python]")
+    # mkdocstrings reads the sources; the generated pages document the core's registry
+    install(session, CORE, "mkdocs-material", "mkdocstrings[python]")
     session.run("mkdocs", "build", "--strict", *session.posargs, env=ENV)
 
 
