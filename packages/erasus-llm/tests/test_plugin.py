@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import importlib.metadata as md
+import subprocess
+import sys
 
 import erasus
 import erasus_llm
 from erasus.plugins import get_plugin_manager
 from erasus.testing.packaging import check_plugin_package
+from erasus_llm.causal_lm import CausalLMAdapter
+from erasus_llm.datasets import QAJson, SyntheticQA
 
 
 def test_plugin_package_is_wired_into_erasus():
@@ -19,6 +23,22 @@ def test_version_is_the_installed_one_and_matches_the_core():
     assert erasus_llm.__version__ == md.version("erasus-llm") == erasus.__version__
 
 
-def test_registers_no_component_yet():
-    # The package's components arrive in later releases (see its README).
-    assert get_plugin_manager().registry.by_plugin("llm") == {}
+def test_registers_the_causal_lm_adapter_and_two_qa_data_sets():
+    registry = get_plugin_manager().registry
+    assert registry.by_plugin("llm") == {"model": ["causal_lm"],
+                                         "dataset": ["qa_json", "synthetic_qa"]}
+    assert registry.get("model", "causal_lm").cls is CausalLMAdapter
+    assert registry.get("dataset", "synthetic_qa").cls is SyntheticQA
+    assert registry.get("dataset", "qa_json").cls is QAJson
+    for kind, name in (("model", "causal_lm"), ("dataset", "synthetic_qa"),
+                       ("dataset", "qa_json")):
+        assert registry.get(kind, name).modalities == ("text",)
+    assert "2401.06121" in CausalLMAdapter.paper.url  # TOFU's QA loss protocol
+
+
+def test_building_the_registry_imports_neither_torch_nor_transformers():
+    code = ("import sys, erasus.plugins as p; r = p.get_plugin_manager().registry; "
+            "assert 'causal_lm' in r.names('model'); "
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, "
+            "sorted(m for m in ('torch', 'transformers') if m in sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,8 +1,29 @@
 """The ``llm`` plugin of Erasus (entry point ``llm = "erasus_llm.plugin"``).
 
-It will register model adapters for Hugging Face causal LMs, encoders and seq2seq
-models, LLM unlearning strategies (DPO, RMU, NPO on tokens...), TOFU/MUSE/WMDP metrics
-and dataset providers through the ``erasus_register_*`` hooks of
-:mod:`erasus.hookspecs`. It implements no hook yet, so it registers no component: it
-loads, and ``erasus list-plugins`` shows it, with nothing under it.
+Registers the ``causal_lm`` model adapter (any Hugging Face causal LM on question/answer
+pairs) and two question/answer data sets, ``synthetic_qa`` (fictitious facts generated
+in code) and ``qa_json`` (records from a local JSON/JSONL file). Each hook imports its
+component modules when called; those import torch and transformers only inside
+functions, so building the registry (``erasus list-plugins``) stays light.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+from erasus.hookspecs import hookimpl
+
+
+@hookimpl
+def erasus_register_models(register: Any) -> None:
+    from erasus_llm.causal_lm import CausalLMAdapter
+
+    register(CausalLMAdapter)
+
+
+@hookimpl
+def erasus_register_datasets(register: Any) -> None:
+    from erasus_llm.datasets import QAJson, SyntheticQA
+
+    register(SyntheticQA)
+    register(QAJson)

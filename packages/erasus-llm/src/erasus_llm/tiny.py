@@ -1,0 +1,69 @@
+"""Tiny trained causal LMs and their data, for tests and examples (seconds on a CPU)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from erasus.adapters import TinyProblem
+
+    from erasus_llm.causal_lm import CausalLMAdapter
+
+__all__ = ["TINY_DATA", "TINY_GPT2", "tiny_causal_lm_problem", "train_causal_lm"]
+
+#: The tiny GPT-2 of the conformance problem (about 0.1M parameters).
+TINY_GPT2: dict[str, Any] = {"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 2}
+
+#: The synthetic_qa parameters of the conformance problem: 16 people x 3 facts, the
+#: facts of 2 of them to forget, 6 further people held out.
+TINY_DATA: dict[str, Any] = {"people": 16, "holdout_people": 6,
+                             "attributes": ["colour", "city", "job"],
+                             "forget": {"kind": "person", "fraction": 0.125}}
+
+
+def train_causal_lm(adapter: CausalLMAdapter, dataset: Any, *, steps: int = 300,
+                    lr: float = 3e-3, batch_size: int = 16, seed: int = 0) -> None:
+    """Plain supervised training on the answer loss (Adam, cosine-decayed ``lr``)."""
+    import torch
+    from erasus.data import index_loader
+
+    torch.manual_seed(seed)
+    model = adapter.model
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    step, epoch = 0, 0
+    while step < steps:
+        for _, raw in index_loader(dataset, batch_size=batch_size, shuffle=True,
+                                   seed=seed * 1000 + epoch):
+            loss = adapter.per_example_loss(adapter.prepare_batch(raw)).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            if step >= steps:
+                break
+        epoch += 1
+    model.eval()
+
+
+def tiny_causal_lm_problem(seed: int = 0, *, config: dict[str, Any] | None = None,
+                           steps: int = 300) -> TinyProblem:
+    """A tiny causal LM (GPT-2 by default) trained on synthetic facts until it knows them.
+
+    The forget and retain facts end with a low answer loss, the held-out test facts (other
+    people) with a high one, so forgetting is measurable in a few steps.
+    """
+    import torch
+    from erasus.adapters import TinyProblem
+
+    from erasus_llm.causal_lm import CausalLMAdapter, CausalLMParams
+    from erasus_llm.datasets import SyntheticQA
+
+    splits = SyntheticQA(**TINY_DATA).load(seed=seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        adapter = CausalLMAdapter.build(CausalLMParams(config=config or TINY_GPT2))
+        train_causal_lm(adapter, splits.train, steps=steps, seed=seed)
+    return TinyProblem(adapter, splits.forget, splits.retain, splits.test, info=splits.info)
