@@ -657,3 +657,42 @@ def test_atomically_written_files_get_the_usual_permissions(tmp_path: Path) -> N
     finally:
         os.umask(umask)
     assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_checkpoints_and_saved_models_keep_tied_weights_tied(tmp_path: Path) -> None:
+    """Language models share their embedding with their output layer; both files must cope."""
+    import torch
+    from erasus.adapters import ModelAdapter
+    from erasus.checkpoint import CheckpointStore
+    from erasus.training import make_scheduler
+
+    class Tied(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(5, 3)
+            self.head = torch.nn.Linear(3, 5, bias=False)
+            self.head.weight = self.embed.weight
+
+    model = Tied()
+    optimizer = torch.optim.Adam(model.parameters())
+    scheduler = make_scheduler(LoopParams(), optimizer, 10)
+    store = CheckpointStore(tmp_path / "checkpoint")
+    store.save(model, optimizer, scheduler, {"step": 1, "epoch": 0, "batch": 1, "history": []})
+    fresh = Tied()
+    store.load(fresh, torch.optim.Adam(fresh.parameters()),
+               make_scheduler(LoopParams(), optimizer, 10))
+    assert torch.equal(fresh.embed.weight, model.embed.weight)
+    assert fresh.head.weight is fresh.embed.weight
+
+    class TiedAdapter(ModelAdapter):
+        """A test double."""
+
+        name = "tied_test"
+
+        @classmethod
+        def build(cls, params, info=None):
+            return cls(Tied(), params)
+
+    TiedAdapter(model).save(tmp_path / "saved")
+    loaded = TiedAdapter.load(tmp_path / "saved")
+    assert torch.equal(loaded.model.head.weight, model.head.weight)

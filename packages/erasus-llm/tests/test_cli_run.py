@@ -55,7 +55,6 @@ def run_config(tmp_path: Path, model_dir: Path, strategy: dict[str, Any]) -> dic
     return {"dir": out, "metrics": json.loads((out / "metrics.json").read_text())}
 
 
-@pytest.mark.tied_checkpoints
 def test_gradient_ascent_raises_the_forget_loss(tmp_path: Path, model_dir: Path, capsys: Any):
     run = run_config(tmp_path, model_dir, {"name": "gradient_ascent", "epochs": 5,
                                            "lr": 5e-4, "batch_size": 8})
@@ -75,7 +74,6 @@ def test_gradient_ascent_raises_the_forget_loss(tmp_path: Path, model_dir: Path,
             assert again[role][key] == pytest.approx(m[role][key], rel=1e-5), (role, key)
 
 
-@pytest.mark.tied_checkpoints
 def test_gradient_difference_raises_the_forget_loss_and_keeps_the_retain_loss(
         tmp_path: Path, model_dir: Path):
     run = run_config(tmp_path, model_dir, {"name": "gradient_difference", "epochs": 6,
@@ -104,7 +102,6 @@ def test_the_example_config_resolves_to_this_plugin():
 
 
 @pytest.mark.slow  # about 30 s: trains the original and the oracle
-@pytest.mark.tied_checkpoints
 def test_the_example_config_runs_offline(tmp_path: Path):
     out = tmp_path / "run"
     cli(["run", str(CONFIG), "--output", str(out), "--no-progress"])

@@ -46,7 +46,6 @@ def test_strategy(strategy, adapter):
     c.check_strategy(strategy, adapter)
 
 
-@pytest.mark.tied_checkpoints
 def test_strategy_resume():
     strategy = REGISTRY.get("strategy", "gradient_difference")
     c.check_strategy_resume(strategy, REGISTRY.get("model", "causal_lm"))

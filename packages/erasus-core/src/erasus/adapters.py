@@ -60,6 +60,9 @@ class ModelAdapter(Component):
 
     Params: ClassVar[type[Params]] = ModelParams
     paper = None
+    #: Whether ``path`` may also be a Hugging Face hub id (``owner/name``), not only a
+    #: local directory; the config check then lets hub-id-like strings through.
+    accepts_hub_ids: ClassVar[bool] = False
 
     def __init__(self, model: torch.nn.Module, params: Params | None = None, **kwargs: Any
                  ) -> None:
@@ -67,6 +70,16 @@ class ModelAdapter(Component):
         self.model = model
 
     # -- construction and persistence ------------------------------------------------
+    @classmethod
+    def wrap(cls, obj: Any, params: Params | None = None) -> ModelAdapter:
+        """Wrap an object the user already holds (``Unlearner(model, ...)``).
+
+        The default takes a ``torch.nn.Module``; adapters whose models come with more parts
+        (a tokenizer, a noise scheduler) override this to accept their family's object (a
+        pipeline, a ``(model, tokenizer)`` pair...) or raise saying what they accept.
+        """
+        return cls(obj, params or cls.Params())
+
     @classmethod
     def build(cls, params: Params, info: DataInfo | None = None) -> ModelAdapter:
         """A freshly initialised model for ``params`` (and the data's shape, when given)."""
@@ -78,7 +91,7 @@ class ModelAdapter(Component):
     def load(cls, path: str | Path, params: Params | None = None,
              info: DataInfo | None = None) -> ModelAdapter:
         """Load a model saved by :meth:`save` (weights from safetensors, never pickle)."""
-        from safetensors.torch import load_file
+        from safetensors.torch import load_model
 
         path = Path(path)
         weights = path / WEIGHTS_FILE
@@ -89,18 +102,17 @@ class ModelAdapter(Component):
             meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
             params = cls.Params(**meta.get("params", {}))
         adapter = cls.build(params, info)
-        state = load_file(str(weights), device="cpu")
-        adapter.model.load_state_dict(state)
+        load_model(adapter.model, str(weights), device="cpu")
         return adapter
 
     def save(self, directory: str | Path) -> None:
         """Write the weights as safetensors and the adapter's name and params as JSON."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save_model
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_FILE))
+        # save_model, not save_file: it writes tied weights (a shared embedding) once
+        save_model(self.model, str(directory / WEIGHTS_FILE))
         params = self.params.model_dump(mode="json")
         params.pop("path", None)
         (directory / ADAPTER_FILE).write_text(

@@ -42,8 +42,8 @@ class Unlearner:
     """Unlearn part of a model's training data with a registered strategy and selector.
 
     Args:
-        model: a ``torch.nn.Module`` (wrapped with the ``adapter`` named) or a
-            :class:`~erasus.adapters.ModelAdapter`.
+        model: a ``torch.nn.Module`` (or what the named ``adapter``'s ``wrap`` accepts,
+            e.g. a pipeline) or a :class:`~erasus.adapters.ModelAdapter`.
         strategy: registered strategy name.
         selector: registered selector name (``"full"``: the whole forget set).
         adapter: registered model adapter name for a plain module.
@@ -71,7 +71,7 @@ class Unlearner:
         else:
             a_info = _lookup(registry, "model", adapter, problems)
             if a_info is not None:
-                self.adapter = a_info.cls(model, a_info.params_model())
+                self.adapter = a_info.cls.wrap(model, a_info.params_model())
         if problems:
             raise ConfigError(problems)
         strategy_params, sel_params = _split_params(s_info, sel_info, params,

@@ -53,15 +53,15 @@ class CheckpointStore:
     def save(self, model: torch.nn.Module, optimizer: Any, scheduler: Any,
              state: LoopState) -> None:
         import torch
-        from safetensors.torch import save_file
+        from safetensors.torch import save_model
 
         self._recover()
         tmp = self._tmp
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(weights, str(tmp / "model.safetensors"))
+        # save_model, not save_file: it writes tied weights (GPT-2's lm_head and wte) once
+        save_model(model, str(tmp / "model.safetensors"))
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "torch_rng": torch.get_rng_state()}, tmp / "optimizer.pt")
         # state.json appears last and whole: its presence marks a complete checkpoint
@@ -80,10 +80,10 @@ class CheckpointStore:
         import torch
 
         self._recover()
-        from safetensors.torch import load_file
+        from safetensors.torch import load_model
 
-        model.load_state_dict(load_file(str(self.directory / "model.safetensors"),
-                                        device=str(next(model.parameters()).device)))
+        load_model(model, str(self.directory / "model.safetensors"),
+                   device=str(next(model.parameters()).device))
         extra = torch.load(self.directory / "optimizer.pt", weights_only=True)
         optimizer.load_state_dict(extra["optimizer"])
         scheduler.load_state_dict(extra["scheduler"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -339,10 +340,7 @@ def resolve_config(data: dict[str, Any], registry: Any, *, source: str | None = 
     model = _resolve(registry, "model", config.model.name, config.model.params, "model",
                      problems)
     if model is not None:
-        mpath = getattr(model.params, "path", None)
-        if mpath and not Path(mpath).is_dir():
-            problems.append(ConfigProblem("model.path", f"model directory '{mpath}' does not "
-                                                        "exist"))
+        _check_model_path(model, getattr(model.params, "path", None), "model.path", problems)
     dataset = _resolve(registry, "dataset", config.data.name, config.data.params, "data",
                        problems)
     selector = _resolve(registry, "selector", config.selector.name, config.selector.params,
@@ -356,9 +354,8 @@ def resolve_config(data: dict[str, Any], registry: Any, *, source: str | None = 
         oparams = {**(config.train if train is not None else {}), **config.oracle.params}
         oracle = _resolve(registry, "strategy", config.oracle.strategy, oparams, "oracle",
                           problems, name_key="strategy")
-        if config.oracle.path and not Path(config.oracle.path).is_dir():
-            problems.append(ConfigProblem("oracle.path", f"oracle model directory "
-                                                         f"'{config.oracle.path}' does not exist"))
+        if model is not None:
+            _check_model_path(model, config.oracle.path, "oracle.path", problems)
     metrics = []
     for i, item in enumerate(config.metrics):
         sec = _as_section(item)
@@ -396,6 +393,22 @@ def resolve_config(data: dict[str, Any], registry: Any, *, source: str | None = 
     return ResolvedConfig(config=config, raw=data, model=model, data=dataset,
                           selector=selector, strategy=strategy, train=train, oracle=oracle,
                           metrics=metrics, reporters=reporters, tracker=tracker, source=source)
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+def _check_model_path(model: ResolvedComponent, path: str | None, key: str,
+                      problems: list[ConfigProblem]) -> None:
+    """A model path must be an existing directory (or a hub id, if the adapter loads those)."""
+    if not path or Path(path).is_dir():
+        return
+    hub_ok = getattr(model.info.cls, "accepts_hub_ids", False)
+    if hub_ok and _HUB_ID.match(path) and ".." not in path:
+        return
+    hint = " (or a hub id such as owner/name)" if hub_ok else ""
+    problems.append(ConfigProblem(key, f"model directory '{path}' does not exist; give a "
+                                       f"local directory written by save(){hint}"))
 
 
 def _check_modality(component: ResolvedComponent, model: ResolvedComponent,
