@@ -16,9 +16,9 @@ boundary between them is exact: every label position holds an answer token and n
 prompt token can leak into the loss, whatever the tokenizer would merge across the
 boundary when encoding the joined text (TOFU's code counts the question's tokens and masks
 that many of the joined text's, which is off when a merge crosses the boundary). The
-default templates put the separating space at the start of the answer (``" {answer}"``), so a byte-level BPE
-encodes the first answer word as the same word token (``"Ġblue"``) it gets in running
-text. For SentencePiece tokenizers that add a prefix space themselves (Llama 1/2,
+default templates put the separating space at the start of the answer (``" {answer}"``),
+so a byte-level BPE encodes the first answer word as the same word token (``"Ġblue"``)
+it gets in running text. For SentencePiece tokenizers that add a prefix space themselves (Llama 1/2,
 Mistral), use ``answer_template: "{answer}"``.
 
 The loss is computed from the model's logits with the causal shift done here: the label
