@@ -54,9 +54,7 @@ def test_strategy(strategy, adapter):
 
 
 @pytest.mark.parametrize(("strategy", "adapter"), STRATEGIES)
-def test_strategy_resume(strategy, adapter, request):
-    if adapter.name == "whisper":  # checkpoints tied weights (see conftest.tied_checkpoints)
-        request.getfixturevalue("tied_checkpoints")
+def test_strategy_resume(strategy, adapter):
     c.check_strategy_resume(strategy, adapter)
 
 

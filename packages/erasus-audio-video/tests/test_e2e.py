@@ -59,9 +59,7 @@ def erasus_run(argv: list[str], monkeypatch) -> None:
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
 @pytest.mark.parametrize("model", list(CASES))
 def test_erasus_run_unlearns_a_saved_tiny_model(model, strategy, saved_models, tmp_path,
-                                                monkeypatch, request):
-    if model == "whisper":  # the run checkpoints tied weights (conftest.tied_checkpoints)
-        request.getfixturevalue("tied_checkpoints")
+                                                monkeypatch):
     _, data = CASES[model]
     config = {
         "seed": 0,
@@ -91,12 +89,9 @@ def test_erasus_run_unlearns_a_saved_tiny_model(model, strategy, saved_models, t
 
 
 @pytest.mark.parametrize("name", [pytest.param("audio", marks=pytest.mark.slow), "video"])
-def test_example_configs_run_offline_from_a_fresh_tiny_model(name, tmp_path, monkeypatch,
-                                                              request):
+def test_example_configs_run_offline_from_a_fresh_tiny_model(name, tmp_path, monkeypatch):
     """configs/<name>.yaml as shipped: a fresh tiny model trained by the run, the oracle
     retrained, unlearned with gradient difference (audio: about 20 s, so marked slow)."""
-    if name == "audio":
-        request.getfixturevalue("tied_checkpoints")
     erasus_run(["run", str(CONFIGS / f"{name}.yaml"), "--output", str(tmp_path / "run"),
                 "--no-progress"], monkeypatch)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
