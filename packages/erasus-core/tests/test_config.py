@@ -512,3 +512,31 @@ def test_unknown_strategy_lists_installed_strategies_in_plain_english() -> None:
     message = problems["strategy.name"]
     assert "did you mean 'gradient_ascent'" in message
     assert "installed strategies:" in message and "retrain" in message
+
+
+def test_a_hub_id_is_a_model_path_only_for_adapters_that_load_from_the_hub() -> None:
+    from erasus.builtin.models.classifier import ClassifierAdapter
+    from erasus.hookspecs import hookimpl
+    from erasus.plugins import get_plugin_manager
+
+    assert "does not exist" in problems_of(base(), ["model.path=owner/model"])["model.path"]
+
+    class HubClassifier(ClassifierAdapter):
+        """A classifier adapter that also loads hub ids (a test double)."""
+
+        name = "hub_classifier"
+        paper = None
+        accepts_hub_ids = True
+
+    class Plugin:
+        @hookimpl
+        def erasus_register_models(self, register: Any) -> None:
+            register(HubClassifier)
+
+    registry = get_plugin_manager(entrypoints=False, plugins=(("hub", Plugin()),)).registry
+    resolved = load_config(base(), registry, ["model.name=hub_classifier",
+                                              "model.path=owner/model"])
+    assert resolved.model.params.path == "owner/model"
+    with pytest.raises(ConfigError) as info:  # a relative path is still a path
+        load_config(base(), registry, ["model.name=hub_classifier", "model.path=./nowhere"])
+    assert "or a hub id" in str(info.value)

@@ -156,3 +156,16 @@ def test_a_loaded_pipeline_object_is_wrapped_in_place(pipeline_dir):
         loss = adapter.per_example_loss(adapter.prepare_batch(
             {"image": images(), "prompt": PROMPTS}))
     assert torch.isfinite(loss).all()
+
+
+def test_unlearner_wraps_a_pipeline_and_refuses_a_bare_unet(pipeline_dir):
+    import erasus
+    from diffusers import StableDiffusionPipeline
+    from erasus.errors import IncompatibleComponentError
+
+    pipe = StableDiffusionPipeline.from_pretrained(pipeline_dir, use_safetensors=True,
+                                                   safety_checker=None)
+    unlearner = erasus.Unlearner(pipe, strategy="gradient_ascent", adapter="diffusers_unet")
+    assert unlearner.adapter.model.unet is pipe.unet
+    with pytest.raises(IncompatibleComponentError, match="wraps a diffusers pipeline"):
+        erasus.Unlearner(pipe.unet, strategy="gradient_ascent", adapter="diffusers_unet")

@@ -363,3 +363,19 @@ def test_gradient_ascent_conformance_on_a_tiny_llama():
     forget = c.mean_loss(problem.adapter, problem.forget)
     assert forget < 0.5 * c.mean_loss(problem.adapter, problem.test)
     c.check_strategy(registry.get("strategy", "gradient_ascent"), adapter)
+
+
+def test_unlearner_wraps_a_model_and_tokenizer_pair_and_refuses_a_bare_model():
+    import erasus
+
+    problem = CausalLMAdapter.tiny_problem(seed=0)
+    model, tokenizer = problem.adapter.model, problem.adapter.tokenizer
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    unlearner = erasus.Unlearner((model, tokenizer), strategy="gradient_ascent",
+                                 adapter="causal_lm", epochs=1, lr=1e-3)
+    unlearned, history = unlearner.fit(problem.forget)
+    assert history.num_steps >= 1
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert any(not torch.equal(before[k], v) for k, v in unlearned.state_dict().items())
+    with pytest.raises(IncompatibleComponentError, match=r"\(model, tokenizer\) pair"):
+        erasus.Unlearner(model, strategy="gradient_ascent", adapter="causal_lm")

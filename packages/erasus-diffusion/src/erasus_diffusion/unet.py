@@ -187,6 +187,8 @@ class DiffusersUNetAdapter(ModelAdapter):
         venue="CVPR",
     )
 
+    accepts_hub_ids = True  # ``path`` may be a hub id (loaded when the hub is reachable)
+
     def __init__(self, model: torch.nn.Module, params: DiffusersUNetParams | None = None, *,
                  scheduler: Any, tokenizer: Any = None, **kwargs: Any) -> None:
         super().__init__(model, params, **kwargs)
@@ -391,6 +393,20 @@ class DiffusersUNetAdapter(ModelAdapter):
                 f"'{path}' is not a local directory, and loading it as a hub id failed "
                 f"({type(exc).__name__}: {exc})") from exc
         return cls.from_pipeline(pipe, params)
+
+    @classmethod
+    def wrap(cls, obj: Any, params: DiffusersUNetParams | None = None
+             ) -> DiffusersUNetAdapter:
+        """Wrap a loaded Stable Diffusion pipeline the user holds (see :meth:`from_pipeline`).
+
+        A UNet alone is refused: the denoising loss needs its noise scheduler and condition.
+        """
+        if not hasattr(obj, "components"):
+            raise IncompatibleComponentError(
+                "model 'diffusers_unet' wraps a diffusers pipeline (unet, scheduler, "
+                "text_encoder, tokenizer, vae); a UNet alone has no noise scheduler or "
+                "condition encoder")
+        return cls.from_pipeline(obj, params)
 
     @classmethod
     def from_pipeline(cls, pipeline: Any, params: DiffusersUNetParams | None = None

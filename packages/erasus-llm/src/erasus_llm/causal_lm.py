@@ -215,6 +215,7 @@ class CausalLMAdapter(ModelAdapter):
     needs = frozenset()
     Params = CausalLMParams
     paper = TOFU
+    accepts_hub_ids = True  # ``path`` may be a hub id (loaded when the hub is reachable)
 
     def __init__(self, model: torch.nn.Module, params: CausalLMParams | None = None,
                  tokenizer: Any = None, **kwargs: Any) -> None:
@@ -235,6 +236,16 @@ class CausalLMAdapter(ModelAdapter):
             self.params.max_length
 
     # -- construction and persistence ----------------------------------------------------
+    @classmethod
+    def wrap(cls, obj: Any, params: CausalLMParams | None = None) -> CausalLMAdapter:
+        """Wrap a ``(model, tokenizer)`` pair the user holds (``Unlearner((model, tok))``)."""
+        if not (isinstance(obj, (tuple, list)) and len(obj) == 2):
+            raise IncompatibleComponentError(
+                "model 'causal_lm' wraps a (model, tokenizer) pair: the model alone cannot "
+                "turn questions and answers into token ids")
+        model, tokenizer = obj
+        return cls(model, params or CausalLMParams(), tokenizer=tokenizer)
+
     @classmethod
     def build(cls, params: CausalLMParams, info: DataInfo | None = None) -> CausalLMAdapter:
         """The model at ``params.path``, or a fresh one from ``params.config``.
