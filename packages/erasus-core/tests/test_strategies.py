@@ -295,3 +295,30 @@ def test_random_label_refuses_adapters_without_labels():
     assert "gradient_ascent" in str(info.value)
     # ...while a strategy that needs only a per-example loss runs on it
     run(GradientDifference(epochs=1), adapter, data, data)
+
+
+def test_no_loop_hands_a_batch_smaller_than_the_adapters_minimum() -> None:
+    """Contrastive adapters declare min_batch_size = 2: a last batch of one is merged."""
+    from erasus.data import chunk, index_loader
+    from erasus.training import epoch_batches
+
+    assert [len(b) for b in chunk(list(range(65)), 64, min_size=2)] == [65]
+    assert [len(b) for b in chunk(list(range(65)), 64)] == [64, 1]
+    assert [len(b) for b in chunk(list(range(129)), 64, min_size=2)] == [64, 65]
+    batches = epoch_batches(65, 64, seed=0, epoch=0, min_size=2)
+    assert sorted(i for b in batches for i in b) == list(range(65)) and len(batches) == 1
+    sizes = [len(ix) for ix, _ in index_loader(list(range(257)), batch_size=256,
+                                                min_batch_size=2)]
+    assert sizes == [257]
+
+
+def test_index_loader_shuffles_like_a_torch_dataloader_with_the_same_seed() -> None:
+    import torch
+    from erasus.data import index_loader
+    from torch.utils.data import DataLoader
+
+    data = list(range(50))
+    ours = [ix.tolist() for ix, _ in index_loader(data, batch_size=16, shuffle=True, seed=3)]
+    theirs = [b.tolist() for b in DataLoader(data, batch_size=16, shuffle=True,
+                                             generator=torch.Generator().manual_seed(3))]
+    assert ours == theirs

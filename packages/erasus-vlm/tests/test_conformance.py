@@ -24,10 +24,6 @@ STRATEGIES = c.strategy_cases(REGISTRY, plugin=PLUGIN)
 SELECTORS = c.selector_cases(REGISTRY, plugin=PLUGIN)
 METRICS = c.metric_cases(REGISTRY, plugin=PLUGIN)
 DATASETS = c.dataset_cases(REGISTRY, plugin=PLUGIN)
-#: Settings for the tiny CLIPs where a strategy's defaults are tuned for another model:
-#: finetune's SGD at lr 3e-2 (the digits CNN's) overshoots on a transformer CLIP and
-#: raises the retain loss; at lr 1e-3 it fits the retain set as intended.
-PARAMS = {"finetune": {"lr": 1e-3}}
 
 
 def _pairs(cases):
@@ -54,12 +50,12 @@ def test_model_adapter(adapter):
 
 @pytest.mark.parametrize(("strategy", "adapter"), STRATEGIES)
 def test_strategy(strategy, adapter):
-    c.check_strategy(strategy, adapter, params=PARAMS.get(strategy.name))
+    c.check_strategy(strategy, adapter)  # the tiny problem carries finetune's lr for CLIP
 
 
 @pytest.mark.parametrize(("strategy", "adapter"), STRATEGIES)
 def test_strategy_resumes(strategy, adapter):
-    c.check_strategy_resume(strategy, adapter, params=PARAMS.get(strategy.name))
+    c.check_strategy_resume(strategy, adapter)
 
 
 @pytest.mark.parametrize(("selector", "adapter"), SELECTORS)

@@ -45,7 +45,8 @@ class TinyProblem:
 
     def __init__(self, adapter: ModelAdapter, forget: Any, retain: Any, test: Any,
                  collate_fn: Any = None, info: DataInfo | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None,
+                 strategy_params: dict[str, dict[str, Any]] | None = None) -> None:
         self.adapter = adapter
         self.forget = forget
         self.retain = retain
@@ -53,6 +54,10 @@ class TinyProblem:
         self.collate_fn = collate_fn
         self.info = info
         self.extra = dict(extra or {})
+        #: Per-strategy settings that suit this family (strategy name -> parameters), e.g.
+        #: a smaller learning rate for ``finetune`` on a transformer; the conformance
+        #: suites apply them under any explicit parameters.
+        self.strategy_params = dict(strategy_params or {})
 
 
 class ModelAdapter(Component):
@@ -63,6 +68,9 @@ class ModelAdapter(Component):
     #: Whether ``path`` may also be a Hugging Face hub id (``owner/name``), not only a
     #: local directory; the config check then lets hub-id-like strings through.
     accepts_hub_ids: ClassVar[bool] = False
+    #: The smallest batch the per-example loss is defined on (2 for contrastive models,
+    #: whose loss needs a partner); the loops merge a shorter last batch into the previous.
+    min_batch_size: ClassVar[int] = 1
 
     def __init__(self, model: torch.nn.Module, params: Params | None = None, **kwargs: Any
                  ) -> None:
@@ -160,7 +168,12 @@ class ModelAdapter(Component):
         raise NotImplementedError
 
     def per_example_loss(self, batch: Batch) -> torch.Tensor:
-        """The training loss of each example in the batch, shape ``[batch]``."""
+        """The training loss of each example in the batch, shape ``[batch]``.
+
+        For most families an example's loss depends on that example only; for contrastive
+        models (CLIP) it depends on the rest of its batch, so the evaluation batch size is
+        then part of what loss-based metrics measure.
+        """
         raise NotImplementedError
 
     def outputs(self, batch: Batch, *, features: bool = False) -> dict[str, torch.Tensor]:

@@ -22,6 +22,7 @@ __all__ = [
     "DatasetParams",
     "DatasetProvider",
     "Splits",
+    "chunk",
     "index_loader",
     "subset",
     "unwrap",
@@ -119,11 +120,48 @@ def _collate_indexed(collate_fn: Any) -> Any:
     return collate
 
 
+def chunk(order: list[int], batch_size: int, min_size: int = 1) -> list[list[int]]:
+    """Split ``order`` into batches; a last batch under ``min_size`` joins the one before.
+
+    Adapters whose per-example loss needs a batch partner (contrastive models) declare
+    ``min_batch_size = 2``, so no loop ever hands them a batch of one.
+    """
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if len(batches) > 1 and len(batches[-1]) < min_size:
+        last = batches.pop()
+        batches[-1] = batches[-1] + last
+    return batches
+
+
+class _Batches:
+    """Index batches over ``n`` examples: a new shuffle per pass when given a generator."""
+
+    def __init__(self, n: int, batch_size: int, min_size: int, generator: Any) -> None:
+        self.n, self.batch_size, self.min_size = n, batch_size, min_size
+        self.generator = generator
+
+    def __iter__(self) -> Any:
+        import torch
+
+        if self.generator is None:
+            order = list(range(self.n))
+        else:
+            # One draw first, as a shuffled torch DataLoader takes its base seed from the
+            # generator: the order is the one DataLoader(shuffle=True, generator=g) gives.
+            torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+            order = torch.randperm(self.n, generator=self.generator).tolist()
+        return iter(chunk(order, self.batch_size, self.min_size))
+
+    def __len__(self) -> int:
+        return len(chunk(list(range(self.n)), self.batch_size, self.min_size))
+
+
 def index_loader(dataset: Any, *, batch_size: int, shuffle: bool = False, seed: int = 0,
-                 collate_fn: Any = None, drop_last: bool = False) -> Any:
+                 collate_fn: Any = None, min_batch_size: int = 1) -> Any:
     """A DataLoader over ``dataset`` yielding ``(indices, batch)``, reproducibly shuffled.
 
-    The shuffle order depends only on ``seed``, so a resumed run sees the same batches.
+    The shuffle order depends only on ``seed``, so a resumed run sees the same batches; a
+    last batch smaller than ``min_batch_size`` is merged into the one before it.
     """
     import torch
     from torch.utils.data import DataLoader
@@ -132,10 +170,7 @@ def index_loader(dataset: Any, *, batch_size: int, shuffle: bool = False, seed: 
     generator = torch.Generator().manual_seed(int(seed)) if shuffle else None
     return DataLoader(
         _Indexed(dataset),
-        batch_size=batch_size,
-        shuffle=shuffle,
-        generator=generator,
+        batch_sampler=_Batches(len(dataset), batch_size, min_batch_size, generator),
         collate_fn=_collate_indexed(collate_fn or default_collate),
-        drop_last=drop_last,
         num_workers=0,
     )

@@ -86,7 +86,8 @@ class EvalContext:
 
         dataset = self.splits.get(split)
         loader = index_loader(dataset, batch_size=self.batch_size,
-                              collate_fn=self.splits.collate_fn)
+                              collate_fn=self.splits.collate_fn,
+                              min_batch_size=self.adapter.min_batch_size)
         model = self.adapter.model
         was_training = model.training
         model.eval()

@@ -59,13 +59,18 @@ def make_scheduler(params: LoopParams, optimizer: torch.optim.Optimizer, total_s
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """The index batches of one epoch over ``n`` examples, shuffled by ``(seed, epoch)``."""
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, min_size: int = 1
+                  ) -> list[list[int]]:
+    """The index batches of one epoch over ``n`` examples, shuffled by ``(seed, epoch)``.
+
+    A last batch smaller than ``min_size`` joins the one before it.
+    """
     import torch
 
+    from erasus.data import chunk
+
     g = torch.Generator().manual_seed(int(seed) * 100_003 + int(epoch))
-    order = torch.randperm(n, generator=g).tolist()
-    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    return chunk(torch.randperm(n, generator=g).tolist(), batch_size, min_size)
 
 
 class _Sets:
@@ -117,7 +122,8 @@ def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
     model = adapter.model
     model.train()
     sets = _Sets(adapter, data)
-    batches_per_epoch = math.ceil(len(primary) / params.batch_size)
+    batches_per_epoch = len(epoch_batches(len(primary), params.batch_size, run.seed, 0,
+                                          adapter.min_batch_size))
     steps_per_epoch = math.ceil(batches_per_epoch / params.grad_accum)
     total_steps = steps_per_epoch * params.epochs
     if params.max_steps is not None:
@@ -141,9 +147,10 @@ def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
         for epoch in range(start_epoch, params.epochs):
             if step >= total_steps:
                 break
-            order = epoch_batches(len(primary), params.batch_size, run.seed, epoch)
+            min_size = adapter.min_batch_size
+            order = epoch_batches(len(primary), params.batch_size, run.seed, epoch, min_size)
             paired_order = (epoch_batches(len(paired), params.batch_size, run.seed + 7919,
-                                          epoch) if paired is not None else None)
+                                          epoch, min_size) if paired is not None else None)
             first = start_batch if epoch == start_epoch else 0
             k = first
             while k < len(order) and step < total_steps:

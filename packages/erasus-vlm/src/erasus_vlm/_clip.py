@@ -133,6 +133,7 @@ class ClipAdapter(ModelAdapter):
     modalities = (MODALITY,)
     Params: ClassVar[type[ClipParams]] = ClipParams
     paper = CLIP_PAPER
+    min_batch_size = 2  # a pair's contrastive loss needs at least one other pair
 
     def __init__(self, model: torch.nn.Module, params: ClipParams | None = None, *,
                  tokenizer: Any = None, **kwargs: Any) -> None:

@@ -89,4 +89,7 @@ def tiny_clip_problem(cls: type[ClipAdapter], params: ClipParams, seed: int = 0,
     train_clip(adapter, train, steps=steps, seed=seed)
     red = [i for i, t in enumerate(train.texts) if TINY_FORGET_WORD in t.split()]
     rest = [i for i in range(len(train)) if i not in set(red)]
-    return TinyProblem(adapter, Subset(train, red), Subset(train, rest), test, info=info)
+    # finetune's SGD at lr 3e-2 (tuned for the digits CNN) overshoots on a transformer CLIP
+    # and raises the retain loss; at lr 1e-3 it fits the retain set as intended.
+    return TinyProblem(adapter, Subset(train, red), Subset(train, rest), test, info=info,
+                       strategy_params={"finetune": {"lr": 1e-3}})

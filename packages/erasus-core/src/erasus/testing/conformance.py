@@ -150,10 +150,18 @@ def tiny_problem(adapter_cls: type, seed: int = 0) -> TinyProblem:
     cached = _TINY_CACHE[key]
     problem = TinyProblem(cached.adapter.clone(), cached.forget, cached.retain, cached.test,
                           cached.collate_fn)
-    for attr in ("info", "extra"):  # forward-compatible optional fields
+    for attr in ("info", "extra", "strategy_params"):  # forward-compatible optional fields
         if hasattr(cached, attr):
             setattr(problem, attr, getattr(cached, attr))
     return problem
+
+
+def _family_params(problem: TinyProblem, strategy_cls: type,
+                   params: dict[str, Any] | None) -> dict[str, Any]:
+    """The tiny problem's settings for this strategy (its family's), under ``params``."""
+    family = dict(getattr(problem, "strategy_params", {}).get(strategy_cls.name, {}))
+    known = strategy_cls.Params.model_fields
+    return {**{k: v for k, v in family.items() if k in known}, **(params or {})}
 
 
 def _forget_cached(adapter_cls: type, seed: int) -> None:
@@ -201,7 +209,8 @@ def mean_loss(adapter: ModelAdapter, dataset: Any, collate_fn: Any = None, *,
     total, count = 0.0, 0
     with torch.no_grad():
         for indices, raw in index_loader(dataset, batch_size=batch_size,
-                                         collate_fn=collate_fn):
+                                         collate_fn=collate_fn,
+                                         min_batch_size=adapter.min_batch_size):
             batch = adapter.prepare_batch(raw)
             batch["index"] = indices.to(adapter.device)  # as EvalContext does
             loss = adapter.per_example_loss(batch)
@@ -562,7 +571,7 @@ def check_strategy(strategy_info: ComponentInfo, adapter_info: ComponentInfo | N
     original = problem.adapter
     before = _snapshot(original)
     data_before = (_fingerprint(problem.forget), _fingerprint(problem.retain))
-    run_params = _small_params(cls.Params, steps, params)
+    run_params = _small_params(cls.Params, steps, _family_params(problem, cls, params))
     forget0 = mean_loss(original, problem.forget, problem.collate_fn)
     retain0 = mean_loss(original, problem.retain, problem.collate_fn)
 
@@ -656,7 +665,8 @@ def check_strategy_resume(strategy_info: ComponentInfo, adapter_info: ComponentI
     problem = tiny_problem(adapter_info.cls, seed)
     splits = tiny_splits(problem, adapter_info)
     original = problem.adapter
-    run_params = _small_params(cls.Params, steps, {"checkpoint_every": 1, **(params or {})})
+    run_params = _small_params(cls.Params, steps, {"checkpoint_every": 1,
+                                                   **_family_params(problem, cls, params)})
 
     full, history, _ = _unlearn_once(strategy_info, problem, original, splits, seed,
                                      run_params)
@@ -830,7 +840,8 @@ def _perturbed(adapter: ModelAdapter, seed: int, scale: float) -> ModelAdapter:
     with torch.no_grad():
         for p in copy.model.parameters():
             if p.is_floating_point():
-                p.add_(torch.randn(p.shape, generator=g).to(p) * scale * (p.std() + 1e-3))
+                spread = p.float().std(correction=0)  # 0-dim weights: a logit scale
+                p.add_(torch.randn(p.shape, generator=g).to(p) * scale * (spread + 1e-3))
     return copy
 
 
