@@ -120,8 +120,9 @@ CONFIG_KINDS = {
 PLUGIN_NOTE = (
     "!!! note \"Built-in components only\"\n"
     "    This page lists the components of the core's built-in plugin. Plugin packages "
-    "(`erasus-llm`, `erasus-vlm`, `erasus-diffusion`, `erasus-audio-video`, `erasus-viz`, "
-    "and third-party plugins) document their own components. To see every component "
+    "document their own components: the first-party ones on their pages under "
+    "[Plugin packages](../plugins/llm.md), third-party ones in their own docs. To see every "
+    "component "
     "installed in your environment, run `erasus list-plugins`; `erasus describe NAME` "
     "prints any component's parameters.\n"
 )
@@ -298,25 +299,32 @@ def component_page(kind: str, infos: list[Any]) -> str:
              ", ".join(_code(m) for m in i.modalities)] for i in infos]
     body.append(_table(["name", "summary", "modalities"], rows))
     for info in infos:
-        data = info.to_dict()
-        body.append(f"## `{info.name}` {{ #{info.name} }}")
-        body.append(_escape_text(data["summary"]))
-        rest = info.doc.strip().split("\n", 1)[1].strip() if "\n" in info.doc.strip() else ""
-        if rest:
-            body.append(_docstring_markdown(rest))
-        body.append("\n".join(_component_facts(info, data)))
-        if page.usage:
-            # A metric that reads other metrics' values needs them listed too.
-            names = ", ".join([*getattr(info.cls, "requires", ()), info.name]) \
-                if kind == "metric" else info.name
-            body.append("```yaml\n" + page.usage.replace("NAME", names) + "\n```")
-        param_rows = _param_rows(info)
-        if param_rows:
-            body.append("**Parameters**")
-            body.append(_table(["name", "type", "default", "description"], param_rows))
-        else:
-            body.append("**Parameters:** none.")
+        body.extend(_component_section(kind, info, page))
     return _page(page.title, body)
+
+
+def _component_section(kind: str, info: Any, page: Any, level: int = 2) -> list[str]:
+    """The heading, docs, facts, usage and parameters of one component."""
+    body: list[str] = []
+    data = info.to_dict()
+    body.append(f"{'#' * level} `{info.name}` {{ #{info.name} }}")
+    body.append(_escape_text(data["summary"]))
+    rest = info.doc.strip().split("\n", 1)[1].strip() if "\n" in info.doc.strip() else ""
+    if rest:
+        body.append(_docstring_markdown(rest))
+    body.append("\n".join(_component_facts(info, data)))
+    if page.usage:
+        # A metric that reads other metrics' values needs them listed too.
+        names = ", ".join([*getattr(info.cls, "requires", ()), info.name]) \
+            if kind == "metric" else info.name
+        body.append("```yaml\n" + page.usage.replace("NAME", names) + "\n```")
+    param_rows = _param_rows(info)
+    if param_rows:
+        body.append("**Parameters**")
+        body.append(_table(["name", "type", "default", "description"], param_rows))
+    else:
+        body.append("**Parameters:** none.")
+    return body
 
 
 def _hook_for(kind: str) -> str:
@@ -683,9 +691,63 @@ def generate() -> dict[Path, str]:
     return pages
 
 
+def generate_all() -> tuple[dict[Path, str], set[Path]]:
+    """:func:`generate` plus the installed plugins' pages; and the pages left alone."""
+    pages = generate()
+    plugin, absent = plugin_pages()
+    return {**pages, **plugin}, absent
+
+
+#: First-party plugin packages whose components get a reference page when installed.
+FIRST_PARTY = {"llm": "erasus-llm", "vlm": "erasus-vlm", "diffusion": "erasus-diffusion",
+               "audio_video": "erasus-audio-video", "viz": "erasus-viz"}
+
+
+def plugin_page_path(name: str) -> Path:
+    return Path(f"reference/plugins/{name}.md")
+
+
+def plugin_pages() -> tuple[dict[Path, str], set[Path]]:
+    """Pages of the installed first-party plugins, and the paths of those not installed.
+
+    A plugin's page can only be generated where the plugin is installed; elsewhere its
+    committed page is left alone (neither checked nor deleted).
+    """
+    from erasus.components import KINDS
+    from erasus.plugins import get_plugin_manager
+
+    pm = get_plugin_manager(strict=True)
+    registry = pm.registry
+    pages: dict[Path, str] = {}
+    absent: set[Path] = set()
+    for name, dist in FIRST_PARTY.items():
+        record = pm.records.get(name)
+        if record is None or record.status != "loaded":
+            absent.add(plugin_page_path(name))
+            continue
+        body = [f"The components the `{dist}` package registers (plugin `{name}`). Install "
+                f"it with `pip install \"erasus[{name.replace('_', '-')}]\"`; its "
+                "components then appear in `erasus list-plugins` and can be named in a "
+                "config."]
+        provided = registry.by_plugin(name)
+        if not provided:
+            body.append("It registers no components yet.")
+        for kind in KINDS:
+            infos = [registry.get(kind, n) for n in provided.get(kind, [])]
+            if not infos:
+                continue
+            page = KIND_PAGES.get(kind) or KindPage(f"{kind}s", f"{kind.title()}s", "", "",
+                                                    "")
+            body.append(f"## {page.title}")
+            for info in infos:
+                body.extend(_component_section(kind, info, page, level=3))
+        pages[plugin_page_path(name)] = _page(f"{dist}", body)
+    return pages, absent
+
+
 def check(docs: Path = DOCS) -> list[str]:
     """Paths (relative to the repository root) of generated pages that are stale."""
-    pages = generate()
+    pages, absent = generate_all()
     stale = []
     for rel, text in pages.items():
         path = docs / rel
@@ -694,14 +756,14 @@ def check(docs: Path = DOCS) -> list[str]:
     reference = docs / "reference"
     if reference.is_dir():
         for path in sorted(reference.rglob("*.md")):
-            if path.relative_to(docs) not in pages:
+            if path.relative_to(docs) not in pages and path.relative_to(docs) not in absent:
                 stale.append(f"{path.relative_to(docs.parent)} (no longer generated)")
     return sorted(stale)
 
 
 def write(docs: Path = DOCS) -> list[Path]:
     """Write every page; delete pages that are no longer generated. Returns changed paths."""
-    pages = generate()
+    pages, absent = generate_all()
     changed = []
     for rel, text in pages.items():
         path = docs / rel
@@ -712,7 +774,7 @@ def write(docs: Path = DOCS) -> list[Path]:
         changed.append(path)
     reference = docs / "reference"
     for path in sorted(reference.rglob("*.md")):
-        if path.relative_to(docs) not in pages:
+        if path.relative_to(docs) not in pages and path.relative_to(docs) not in absent:
             path.unlink()
             changed.append(path)
     return changed
