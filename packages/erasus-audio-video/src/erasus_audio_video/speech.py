@@ -13,7 +13,7 @@ import math
 from typing import TYPE_CHECKING, Any, Literal
 
 from erasus.components import Params
-from erasus.data import DataInfo, DatasetParams, DatasetProvider, Splits
+from erasus.data import DataInfo, DatasetParams, DatasetProvider, Splits, forget_splits
 from erasus.errors import IncompatibleComponentError
 from pydantic import Field
 
@@ -145,7 +145,6 @@ class SyntheticSpeech(DatasetProvider):
     def load(self, *, seed: int) -> Splits:
         import numpy as np
         import torch
-        from torch.utils.data import Subset
 
         from erasus_audio_video._data import DictDataset, collate_speech
 
@@ -171,36 +170,18 @@ class SyntheticSpeech(DatasetProvider):
         test_items = clips(1, p.test_per_word)
         train = DictDataset(train_items)
         test_full = DictDataset(test_items)
-        n = len(train_items)
         speakers_train = np.array([item["speaker"] for item in train_items])
         speakers_test = np.array([item["speaker"] for item in test_items])
 
-        extra = {}
-        if p.forget.kind == "random":
-            k = max(1, round(p.forget.fraction * n))
-            rng = np.random.default_rng(int(seed))
-            forget_idx = np.sort(rng.choice(n, size=k, replace=False))
-            test_idx = np.arange(len(test_items))
-        else:
-            forget_idx = np.flatnonzero(speakers_train == p.forget.speaker)
-            test_idx = np.flatnonzero(speakers_test != p.forget.speaker)
-            extra["test_forgotten_speaker"] = Subset(
-                test_full, np.flatnonzero(speakers_test == p.forget.speaker).tolist())
-        mask = np.ones(n, dtype=bool)
-        mask[forget_idx] = False
-        forget_indices = [int(i) for i in forget_idx]
-        return Splits(
-            train=train,
-            forget=Subset(train, forget_indices),
-            retain=Subset(train, np.flatnonzero(mask).tolist()),
-            test=Subset(test_full, test_idx.tolist()),
+        forget = p.forget
+        return forget_splits(
+            train, test_full, seed=seed, fraction=forget.fraction, group="speaker",
+            groups=None if forget.kind == "random" else (speakers_train == forget.speaker,
+                                                         speakers_test == forget.speaker),
             info=DataInfo(modality="audio", extra={
                 "sampling_rate": p.sampling_rate, "max_seconds": p.max_seconds,
                 "words": list(p.words), "speakers": p.speakers}),
-            forget_indices=forget_indices,
-            extra=extra,
-            collate_fn=collate_speech,
-        )
+            collate_fn=collate_speech)
 
 
 #: The tiny settings of the ``whisper`` adapter's ``tiny_problem`` (and of the tests):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal
 
 from erasus.components import Params
-from erasus.data import DataInfo, DatasetParams, DatasetProvider, Splits
+from erasus.data import DataInfo, DatasetParams, DatasetProvider, Splits, forget_splits
 from pydantic import Field
 
 if TYPE_CHECKING:
@@ -137,7 +137,6 @@ class SyntheticVideo(DatasetProvider):
     def load(self, *, seed: int) -> Splits:
         import numpy as np
         import torch
-        from torch.utils.data import Subset
 
         from erasus_audio_video._data import DictDataset
 
@@ -166,33 +165,14 @@ class SyntheticVideo(DatasetProvider):
         test_full = DictDataset(test_items)
         y_train = np.array([item["labels"] for item in train_items])
         y_test = np.array([item["labels"] for item in test_items])
-        n = len(train_items)
-
-        extra = {}
-        if p.forget.kind == "random":
-            k = max(1, round(p.forget.fraction * n))
-            rng = np.random.default_rng(int(seed))
-            forget_idx = np.sort(rng.choice(n, size=k, replace=False))
-            test_idx = np.arange(len(test_items))
-        else:
-            forget_idx = np.flatnonzero(y_train == p.forget.class_id)
-            test_idx = np.flatnonzero(y_test != p.forget.class_id)
-            extra["test_forgotten_class"] = Subset(
-                test_full, np.flatnonzero(y_test == p.forget.class_id).tolist())
-        mask = np.ones(n, dtype=bool)
-        mask[forget_idx] = False
-        forget_indices = [int(i) for i in forget_idx]
-        return Splits(
-            train=train,
-            forget=Subset(train, forget_indices),
-            retain=Subset(train, np.flatnonzero(mask).tolist()),
-            test=Subset(test_full, test_idx.tolist()),
+        forget = p.forget
+        return forget_splits(
+            train, test_full, seed=seed, fraction=forget.fraction,
+            groups=None if forget.kind == "random" else (y_train == forget.class_id,
+                                                         y_test == forget.class_id),
             info=DataInfo(modality="video", num_classes=len(names),
                           input_shape=(p.frames, p.channels, p.size, p.size),
-                          extra={"class_names": names, "label": p.label}),
-            forget_indices=forget_indices,
-            extra=extra,
-        )
+                          extra={"class_names": names, "label": p.label}))
 
 
 #: The tiny settings of the ``videomae`` adapter's ``tiny_problem`` (and of the tests):

@@ -23,6 +23,7 @@ __all__ = [
     "DatasetProvider",
     "Splits",
     "chunk",
+    "forget_splits",
     "index_loader",
     "subset",
     "unwrap",
@@ -79,6 +80,43 @@ class DatasetProvider(Component):
 
     def load(self, *, seed: int) -> Splits:
         raise NotImplementedError
+
+
+def forget_splits(train: Any, test: Any, *, info: DataInfo, seed: int,
+                  fraction: float | None = None, groups: tuple[Any, Any] | None = None,
+                  group: str = "class", collate_fn: Any = None) -> Splits:
+    """The splits of random or group forgetting, the way every bundled benchmark makes them.
+
+    Random forgetting (``groups`` is None): ``max(1, round(fraction * n))`` training
+    examples drawn with ``numpy.random.default_rng(seed)``; the test set stays whole. Group
+    forgetting (``groups``: boolean masks over train and test of one class, speaker or
+    concept): the group's training examples are forgotten, ``test`` leaves the group out
+    and the extra split ``test_forgotten_<group>`` holds it.
+    """
+    import numpy as np
+    from torch.utils.data import Subset
+
+    n = len(train)
+    extra: dict[str, Any] = {}
+    if groups is None:
+        if fraction is None:
+            raise ValueError("forget_splits needs a fraction or group masks")
+        k = max(1, round(fraction * n))
+        forget_idx = np.sort(np.random.default_rng(int(seed)).choice(n, size=k,
+                                                                      replace=False))
+        test_idx = np.arange(len(test))
+    else:
+        forget_idx = np.flatnonzero(np.asarray(groups[0], dtype=bool))
+        in_test = np.asarray(groups[1], dtype=bool)
+        test_idx = np.flatnonzero(~in_test)
+        extra[f"test_forgotten_{group}"] = Subset(test, np.flatnonzero(in_test).tolist())
+    mask = np.ones(n, dtype=bool)
+    mask[forget_idx] = False
+    forget_indices = [int(i) for i in forget_idx]
+    return Splits(train=train, forget=Subset(train, forget_indices),
+                  retain=Subset(train, np.flatnonzero(mask).tolist()),
+                  test=Subset(test, test_idx.tolist()), info=info,
+                  forget_indices=forget_indices, extra=extra, collate_fn=collate_fn)
 
 
 def unwrap(data: Any) -> tuple[Any, Any, int | None]:

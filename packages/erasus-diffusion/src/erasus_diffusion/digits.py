@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal
 
 from erasus.components import Params
-from erasus.data import DataInfo, DatasetParams, DatasetProvider, Splits
+from erasus.data import DataInfo, DatasetParams, DatasetProvider, Splits, forget_splits
 from erasus.errors import IncompatibleComponentError
 from pydantic import Field
 
@@ -102,7 +102,6 @@ class DigitsDiffusion(DatasetProvider):
         import torch
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
-        from torch.utils.data import Subset
 
         p: DigitsDiffusionParams = self.params  # type: ignore[assignment]
         bunch = load_digits()
@@ -135,30 +134,12 @@ class DigitsDiffusion(DatasetProvider):
                              p.prompt_template)
         test_full = _DigitImages(images[test_pos].contiguous(), [int(y) for y in y_test],
                                  p.prompt_template)
-        n = len(y_train)
 
-        extra = {}
-        if p.forget.kind == "random":
-            k = max(1, round(p.forget.fraction * n))
-            forget_idx = np.sort(np.random.default_rng(int(seed)).choice(n, size=k,
-                                                                          replace=False))
-            test_idx = np.arange(len(y_test))
-        else:
-            forget_idx = np.flatnonzero(y_train == p.forget.class_id)
-            test_idx = np.flatnonzero(y_test != p.forget.class_id)
-            extra["test_forgotten_class"] = Subset(
-                test_full, np.flatnonzero(y_test == p.forget.class_id).tolist())
-        mask = np.ones(n, dtype=bool)
-        mask[forget_idx] = False
-        forget_indices = [int(i) for i in forget_idx]
-        return Splits(
-            train=train,
-            forget=Subset(train, forget_indices),
-            retain=Subset(train, np.flatnonzero(mask).tolist()),
-            test=Subset(test_full, test_idx.tolist()),
+        forget = p.forget
+        return forget_splits(
+            train, test_full, seed=seed, fraction=forget.fraction,
+            groups=None if forget.kind == "random" else (y_train == forget.class_id,
+                                                         y_test == forget.class_id),
             info=DataInfo(modality="diffusion", num_classes=10,
                           input_shape=(p.channels, p.image_size, p.image_size),
-                          extra={"classes": classes, "prompt_template": p.prompt_template}),
-            forget_indices=forget_indices,
-            extra=extra,
-        )
+                          extra={"classes": classes, "prompt_template": p.prompt_template}))

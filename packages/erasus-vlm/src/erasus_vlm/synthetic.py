@@ -12,7 +12,7 @@ from itertools import product
 from typing import TYPE_CHECKING, Any, Literal
 
 from erasus.components import Params
-from erasus.data import DataInfo, DatasetParams, DatasetProvider, Splits
+from erasus.data import DataInfo, DatasetParams, DatasetProvider, Splits, forget_splits
 from erasus.errors import IncompatibleComponentError
 from pydantic import Field, model_validator
 
@@ -270,7 +270,6 @@ class SyntheticImageText(DatasetProvider):
 
     def load(self, *, seed: int) -> Splits:
         import numpy as np
-        from torch.utils.data import Subset
 
         p: SyntheticImageTextParams = self.params  # type: ignore[assignment]
         words = {"colours": tuple(p.colours), "shapes": tuple(p.shapes),
@@ -281,15 +280,9 @@ class SyntheticImageText(DatasetProvider):
                                          image_size=p.image_size, **words)
         train = ImageTextDataset(x_train, t_train)
         test_full = ImageTextDataset(x_test, t_test)
-        n = len(train)
 
-        extra = {}
-        if p.forget.kind == "random":
-            k = max(1, round(p.forget.fraction * n))
-            rng = np.random.default_rng(int(seed))
-            forget_idx = np.sort(rng.choice(n, size=k, replace=False))
-            test_idx = np.arange(len(test_full))
-        else:
+        groups = None
+        if p.forget.kind != "random":
             word = " ".join(p.forget.concept.split())
             vocabulary = caption_words(captions(**words)) | set(p.positions)
             if word not in vocabulary:
@@ -300,25 +293,13 @@ class SyntheticImageText(DatasetProvider):
             def has(texts: list[str]) -> np.ndarray:
                 return np.array([f" {word} " in f" {t} " for t in texts])
 
-            forget_idx = np.flatnonzero(has(t_train))
-            if len(forget_idx) == n:
+            groups = (has(t_train), has(t_test))
+            if groups[0].all():
                 raise IncompatibleComponentError(
                     f"data 'synthetic_image_text': every training caption contains "
                     f"'{word}', so nothing would be retained; add other words")
-            in_test = has(t_test)
-            test_idx = np.flatnonzero(~in_test)
-            extra["test_forgotten_concept"] = Subset(test_full,
-                                                     np.flatnonzero(in_test).tolist())
-        mask = np.ones(n, dtype=bool)
-        mask[forget_idx] = False
-        forget_indices = [int(i) for i in forget_idx]
-        return Splits(
-            train=train,
-            forget=Subset(train, forget_indices),
-            retain=Subset(train, np.flatnonzero(mask).tolist()),
-            test=Subset(test_full, test_idx.tolist()),
+        return forget_splits(
+            train, test_full, seed=seed, fraction=p.forget.fraction, groups=groups,
+            group="concept",
             info=DataInfo(modality=MODALITY, input_shape=(3, p.image_size, p.image_size),
-                          extra={"captions": captions(**words)}),
-            forget_indices=forget_indices,
-            extra=extra,
-        )
+                          extra={"captions": captions(**words)}))

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from erasus.components import Params
-from erasus.data import DataInfo, DatasetParams, DatasetProvider, Splits
+from erasus.data import DataInfo, DatasetParams, DatasetProvider, Splits, forget_splits
 
 __all__ = ["Digits", "DigitsParams", "ForgetParams"]
 
@@ -64,7 +64,7 @@ class Digits(DatasetProvider):
         import torch
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
-        from torch.utils.data import Subset, TensorDataset
+        from torch.utils.data import TensorDataset
 
         p: DigitsParams = self.params  # type: ignore[assignment]
         bunch = load_digits()
@@ -74,30 +74,9 @@ class Digits(DatasetProvider):
             x_all, y_all, test_size=p.test_fraction, stratify=y_all, random_state=p.split_seed)
         train = TensorDataset(torch.from_numpy(x_train), torch.from_numpy(y_train))
         test_full = TensorDataset(torch.from_numpy(x_test), torch.from_numpy(y_test))
-        n = len(y_train)
-
-        extra = {}
-        if p.forget.kind == "random":
-            k = max(1, round(p.forget.fraction * n))
-            rng = np.random.default_rng(int(seed))
-            forget_idx = np.sort(rng.choice(n, size=k, replace=False))
-            test_idx = np.arange(len(y_test))
-        else:
-            forget_idx = np.flatnonzero(y_train == p.forget.class_id)
-            test_idx = np.flatnonzero(y_test != p.forget.class_id)
-            extra["test_forgotten_class"] = Subset(
-                test_full, np.flatnonzero(y_test == p.forget.class_id).tolist())
-        mask = np.ones(n, dtype=bool)
-        mask[forget_idx] = False
-        retain_idx = np.flatnonzero(mask)
-
-        forget_indices = [int(i) for i in forget_idx]
-        return Splits(
-            train=train,
-            forget=Subset(train, forget_indices),
-            retain=Subset(train, retain_idx.tolist()),
-            test=Subset(test_full, test_idx.tolist()),
-            info=DataInfo(modality="classification", num_classes=10, input_shape=(1, 8, 8)),
-            forget_indices=forget_indices,
-            extra=extra,
-        )
+        forget = p.forget
+        return forget_splits(
+            train, test_full, seed=seed, fraction=forget.fraction,
+            groups=None if forget.kind == "random" else (y_train == forget.class_id,
+                                                         y_test == forget.class_id),
+            info=DataInfo(modality="classification", num_classes=10, input_shape=(1, 8, 8)))
