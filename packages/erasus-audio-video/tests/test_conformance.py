@@ -11,19 +11,10 @@ declares the ``classification`` modality too.
 from __future__ import annotations
 
 import erasus_audio_video.plugin
-import pytest
-from erasus.plugins import get_plugin_manager
 from erasus.testing import conformance as c
 
-PLUGIN = "audio_video"
-REGISTRY = get_plugin_manager(
-    entrypoints=False, strict=True, plugins=((PLUGIN, erasus_audio_video.plugin),)
-).registry
-MODELS = c.model_cases(REGISTRY, plugin=PLUGIN)
-STRATEGIES = c.strategy_cases(REGISTRY, plugin=PLUGIN)
-SELECTORS = c.selector_cases(REGISTRY, plugin=PLUGIN)
-METRICS = c.metric_cases(REGISTRY, plugin=PLUGIN)
-DATASETS = c.dataset_cases(REGISTRY, plugin=PLUGIN)
+SUITE = c.PluginSuite("audio_video", erasus_audio_video.plugin)
+globals().update(SUITE.tests())  # test_model_adapter, test_strategy, ...
 
 
 def _pairs(cases):
@@ -31,43 +22,13 @@ def _pairs(cases):
 
 
 def test_every_component_has_a_case():
-    assert {p.values[0].name for p in MODELS} == {"whisper", "videomae"}
-    assert {p.values[0].name for p in DATASETS} == {"synthetic_speech", "synthetic_video"}
+    assert {p.values[0].name for p in SUITE.models} == {"whisper", "videomae"}
+    assert {p.values[0].name for p in SUITE.datasets} == {"synthetic_speech", "synthetic_video"}
     generic = {"retrain", "finetune", "gradient_ascent", "gradient_difference"}
-    assert _pairs(STRATEGIES) == {(s, m) for s in generic for m in ("whisper", "videomae")} \
+    assert _pairs(SUITE.strategies) == {(s, m) for s in generic for m in ("whisper", "videomae")} \
         | {("random_label", "videomae")}
-    assert _pairs(SELECTORS) == {(s, m) for s in ("full", "random")
+    assert _pairs(SUITE.selectors) == {(s, m) for s in ("full", "random")
                                  for m in ("whisper", "videomae")}
-    assert _pairs(METRICS) == {(s, m) for s in ("loss", "mia", "time", "memory")
+    assert _pairs(SUITE.metrics) == {(s, m) for s in ("loss", "mia", "time", "memory")
                                for m in ("whisper", "videomae")} \
         | {(s, "videomae") for s in ("accuracy", "mia_efficacy", "avg_gap")}
-
-
-@pytest.mark.parametrize("adapter", MODELS)
-def test_model_adapter(adapter):
-    c.check_model_adapter(adapter)
-
-
-@pytest.mark.parametrize(("strategy", "adapter"), STRATEGIES)
-def test_strategy(strategy, adapter):
-    c.check_strategy(strategy, adapter)
-
-
-@pytest.mark.parametrize(("strategy", "adapter"), STRATEGIES)
-def test_strategy_resume(strategy, adapter):
-    c.check_strategy_resume(strategy, adapter)
-
-
-@pytest.mark.parametrize(("selector", "adapter"), SELECTORS)
-def test_selector(selector, adapter):
-    c.check_selector(selector, adapter)
-
-
-@pytest.mark.parametrize(("metric", "adapter"), METRICS)
-def test_metric(metric, adapter):
-    c.check_metric(metric, adapter, registry=REGISTRY)
-
-
-@pytest.mark.parametrize("dataset", DATASETS)
-def test_dataset(dataset):
-    c.check_dataset(dataset)

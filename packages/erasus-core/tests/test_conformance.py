@@ -610,3 +610,23 @@ def test_reporter_suite_catches_missing_files():
 
     info = _registry(erasus_register_reporters=[Liar]).get("reporter", "fake_liar")
     _fails("not a non-empty file", c.check_reporter, info)
+
+
+def test_plugin_suite_writes_a_test_per_kind_with_cases():
+    import types
+
+    class Ascent(_ga_base()):
+        """Gradient ascent, correctly declared."""
+
+        name = "suite_ascent"
+
+    module = types.ModuleType("suite_plugin")
+    module.erasus_register_strategies = hookimpl(_registrar([Ascent]))
+    suite = c.PluginSuite("suite_plugin", module)
+    tests = suite.tests()
+    assert set(tests) == {"test_strategy", "test_strategy_resume"}  # no other kind has cases
+    assert [p.values[0].name for p in suite.strategies] == ["suite_ascent"]
+    marks = tests["test_strategy"].pytestmark
+    (case,) = marks[0].args[1]
+    tests["test_strategy"](*case.values)  # the generated test runs the real check
+    assert suite.tests(resume=set()).keys() == {"test_strategy"}

@@ -9,58 +9,20 @@ installed entry point.
 from __future__ import annotations
 
 import erasus_llm.plugin
-import pytest
-from erasus.plugins import get_plugin_manager
 from erasus.testing import conformance as c
 
-PLUGIN = "llm"
-REGISTRY = get_plugin_manager(
-    entrypoints=False, strict=True, plugins=((PLUGIN, erasus_llm.plugin),)
-).registry
-MODELS = c.model_cases(REGISTRY, plugin=PLUGIN)
-STRATEGIES = c.strategy_cases(REGISTRY, plugin=PLUGIN)
-SELECTORS = c.selector_cases(REGISTRY, plugin=PLUGIN)
-METRICS = c.metric_cases(REGISTRY, plugin=PLUGIN)
-DATASETS = c.dataset_cases(REGISTRY, plugin=PLUGIN)
+SUITE = c.PluginSuite("llm", erasus_llm.plugin)
+# the resume check on the tiny GPT-2 is slow; one loss-based strategy proves it
+globals().update(SUITE.tests(resume={"gradient_difference"}))
 
 
 def test_every_component_has_a_case():
-    assert {p.values[0].name for p in MODELS} == {"causal_lm"}
-    assert {p.values[0].name for p in DATASETS} == {"synthetic_qa", "qa_json"}
+    assert {p.values[0].name for p in SUITE.models} == {"causal_lm"}
+    assert {p.values[0].name for p in SUITE.datasets} == {"synthetic_qa", "qa_json"}
     # every generic ("any") component of the core pairs with the causal LM adapter
-    assert {p.values[0].name for p in STRATEGIES} == {
+    assert {p.values[0].name for p in SUITE.strategies} == {
         "retrain", "finetune", "gradient_ascent", "gradient_difference"}
-    assert {p.values[0].name for p in SELECTORS} == {"full", "random"}
-    assert {p.values[0].name for p in METRICS} == {"loss", "mia", "time", "memory"}
-    for case in (*STRATEGIES, *SELECTORS, *METRICS):
+    assert {p.values[0].name for p in SUITE.selectors} == {"full", "random"}
+    assert {p.values[0].name for p in SUITE.metrics} == {"loss", "mia", "time", "memory"}
+    for case in (*SUITE.strategies, *SUITE.selectors, *SUITE.metrics):
         assert case.values[1] is not None and case.values[1].name == "causal_lm"
-
-
-@pytest.mark.parametrize("adapter", MODELS)
-def test_model_adapter(adapter):
-    c.check_model_adapter(adapter)
-
-
-@pytest.mark.parametrize(("strategy", "adapter"), STRATEGIES)
-def test_strategy(strategy, adapter):
-    c.check_strategy(strategy, adapter)
-
-
-def test_strategy_resume():
-    strategy = REGISTRY.get("strategy", "gradient_difference")
-    c.check_strategy_resume(strategy, REGISTRY.get("model", "causal_lm"))
-
-
-@pytest.mark.parametrize(("selector", "adapter"), SELECTORS)
-def test_selector(selector, adapter):
-    c.check_selector(selector, adapter)
-
-
-@pytest.mark.parametrize(("metric", "adapter"), METRICS)
-def test_metric(metric, adapter):
-    c.check_metric(metric, adapter, registry=REGISTRY)
-
-
-@pytest.mark.parametrize("dataset", DATASETS)
-def test_dataset(dataset):
-    c.check_dataset(dataset)

@@ -54,6 +54,7 @@ __all__ = [
     "EFFECTS",
     "RUN_INFO",
     "ConformanceError",
+    "PluginSuite",
     "check_dataset",
     "check_metric",
     "check_model_adapter",
@@ -977,3 +978,73 @@ def check_reporter(reporter_info: ComponentInfo) -> None:
                     f"{label}: report() returned {path}, which is not a non-empty file")
             _expect(path.resolve().is_relative_to(run_dir.resolve()),
                     f"{label}: report() wrote {path} outside the run directory")
+
+
+class PluginSuite:
+    """Every conformance case of one plugin, ready for a plugin's test module.
+
+    The plugin is registered in-process beside the built-in plugin, so the cases do not
+    depend on which other plugins are installed or on ``ERASUS_PLUGINS``::
+
+        SUITE = conformance.PluginSuite("llm", erasus_llm.plugin)
+        globals().update(SUITE.tests())   # test_model_adapter, test_strategy, ...
+
+    The case lists (``models``, ``strategies``, ``selectors``, ``metrics``, ``datasets``,
+    ``reporters``) are attributes, for a test that asserts which cases exist.
+    """
+
+    def __init__(self, name: str, module: object) -> None:
+        from erasus.plugins import get_plugin_manager
+
+        self.name = name
+        self.registry = get_plugin_manager(entrypoints=False, strict=True,
+                                           plugins=((name, module),)).registry
+        self.models = model_cases(self.registry, plugin=name)
+        self.strategies = strategy_cases(self.registry, plugin=name)
+        self.selectors = selector_cases(self.registry, plugin=name)
+        self.metrics = metric_cases(self.registry, plugin=name)
+        self.datasets = dataset_cases(self.registry, plugin=name)
+        self.reporters = reporter_cases(self.registry, plugin=name)
+
+    def tests(self, *, resume: set[str] | None = None) -> dict[str, Any]:
+        """The parametrized test functions, by name, for every kind that has cases
+        (``resume``: the strategies to resume-check; default all)."""
+        import pytest
+
+        registry = self.registry
+        resumed = [p for p in self.strategies if resume is None or p.values[0].name in resume]
+
+        @pytest.mark.parametrize("adapter", self.models)
+        def test_model_adapter(adapter: Any) -> None:
+            check_model_adapter(adapter)
+
+        @pytest.mark.parametrize(("strategy", "adapter"), self.strategies)
+        def test_strategy(strategy: Any, adapter: Any) -> None:
+            check_strategy(strategy, adapter)
+
+        @pytest.mark.parametrize(("strategy", "adapter"), resumed)
+        def test_strategy_resume(strategy: Any, adapter: Any) -> None:
+            check_strategy_resume(strategy, adapter)
+
+        @pytest.mark.parametrize(("selector", "adapter"), self.selectors)
+        def test_selector(selector: Any, adapter: Any) -> None:
+            check_selector(selector, adapter)
+
+        @pytest.mark.parametrize(("metric", "adapter"), self.metrics)
+        def test_metric(metric: Any, adapter: Any) -> None:
+            check_metric(metric, adapter, registry=registry)
+
+        @pytest.mark.parametrize("dataset", self.datasets)
+        def test_dataset(dataset: Any) -> None:
+            check_dataset(dataset)
+
+        @pytest.mark.parametrize("reporter", self.reporters)
+        def test_reporter(reporter: Any) -> None:
+            check_reporter(reporter)
+
+        tests = [(test_model_adapter, self.models), (test_strategy, self.strategies),
+                 (test_strategy_resume, resumed), (test_selector, self.selectors),
+                 (test_metric, self.metrics), (test_dataset, self.datasets),
+                 (test_reporter, self.reporters)]
+        # a kind with no case gets no test (rather than pytest's empty-parameter skip)
+        return {f.__name__: f for f, cases in tests if cases}
