@@ -250,3 +250,18 @@ def test_the_api_and_run_give_the_same_unlearned_model(tmp_path: Path, pm: Any,
     for role in ("original", "unlearned"):
         for key in ("UA", "RA", "TA"):
             assert values[role][key] == result.metrics[role][key]
+
+
+def test_a_batch_without_labels_gets_an_error_naming_the_model_and_the_keys() -> None:
+    import torch
+    from erasus.builtin.models.classifier import inputs_and_labels
+    from erasus.errors import IncompatibleComponentError
+
+    x, y = torch.zeros(2, 3), torch.tensor([0, 1])
+    assert inputs_and_labels({"pixel_values": x, "label": y}, "classifier") == (x, y)
+    assert inputs_and_labels((x, y), "classifier") == (x, y)
+    with pytest.raises(IncompatibleComponentError,
+                       match=r"videomae batches need an input key \(video\) and a label key"):
+        inputs_and_labels({"video": x}, "videomae", ("video",), ("labels",))
+    with pytest.raises(IncompatibleComponentError, match="got str"):
+        inputs_and_labels("x", "classifier")

@@ -170,20 +170,9 @@ class VideoMAEAdapter(ModelAdapter):
         return int(self.model.config.num_labels)
 
     def prepare_batch(self, batch: Any) -> dict[str, Any]:
-        if isinstance(batch, dict):
-            x_key = next((k for k in _INPUT_KEYS if k in batch), None)
-            y_key = next((k for k in _LABEL_KEYS if k in batch), None)
-            if x_key is None or y_key is None:
-                raise IncompatibleComponentError(
-                    f"videomae batches need a clip key ({', '.join(_INPUT_KEYS)}) and a label "
-                    f"key ({', '.join(_LABEL_KEYS)}); got keys {sorted(batch)}")
-            x, y = batch[x_key], batch[y_key]
-        elif isinstance(batch, (tuple, list)) and len(batch) >= 2:
-            x, y = batch[0], batch[1]
-        else:
-            raise IncompatibleComponentError(
-                "videomae batches must be dicts with pixel_values and labels or (clips, "
-                f"labels) pairs; got {type(batch).__name__}")
+        from erasus.builtin.models.classifier import inputs_and_labels
+
+        x, y = inputs_and_labels(batch, "videomae", _INPUT_KEYS, _LABEL_KEYS)
         config = self.model.config
         expected = (int(config.num_frames), int(config.num_channels), int(config.image_size),
                     int(config.image_size))

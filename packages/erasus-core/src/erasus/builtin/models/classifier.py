@@ -14,10 +14,32 @@ if TYPE_CHECKING:
 
     from erasus.data import DataInfo
 
-__all__ = ["ClassifierAdapter", "ClassifierParams"]
+__all__ = ["ClassifierAdapter", "ClassifierParams", "inputs_and_labels"]
 
 _INPUT_KEYS = ("inputs", "pixel_values", "input", "x", "image", "images", "features")
 _LABEL_KEYS = ("labels", "label", "y", "target", "targets")
+
+
+def inputs_and_labels(batch: Any, model: str, input_keys: tuple[str, ...] = _INPUT_KEYS,
+                      label_keys: tuple[str, ...] = _LABEL_KEYS) -> tuple[Any, Any]:
+    """``(inputs, labels)`` of a collated ``(inputs, labels)`` tuple or labelled dict batch.
+
+    Raises:
+        IncompatibleComponentError: naming ``model`` and the keys it looks for.
+    """
+    if isinstance(batch, dict):
+        x_key = next((k for k in input_keys if k in batch), None)
+        y_key = next((k for k in label_keys if k in batch), None)
+        if x_key is None or y_key is None:
+            raise IncompatibleComponentError(
+                f"{model} batches need an input key ({', '.join(input_keys)}) and a label "
+                f"key ({', '.join(label_keys)}); got keys {sorted(batch)}")
+        return batch[x_key], batch[y_key]
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        return batch[0], batch[1]
+    raise IncompatibleComponentError(
+        f"{model} batches must be (inputs, labels) tuples or dicts with inputs and labels; "
+        f"got {type(batch).__name__}")
 
 
 class ClassifierParams(ModelParams):
@@ -76,21 +98,8 @@ class ClassifierAdapter(ModelAdapter):
             "cannot tell the number of classes of this classifier; pass num_classes")
 
     def prepare_batch(self, batch: Any) -> dict[str, Any]:
+        x, y = inputs_and_labels(batch, "classifier")
         device = self.device
-        if isinstance(batch, dict):
-            x_key = next((k for k in _INPUT_KEYS if k in batch), None)
-            y_key = next((k for k in _LABEL_KEYS if k in batch), None)
-            if x_key is None or y_key is None:
-                raise IncompatibleComponentError(
-                    f"classifier batches need an input key ({', '.join(_INPUT_KEYS)}) and a "
-                    f"label key ({', '.join(_LABEL_KEYS)}); got keys {sorted(batch)}")
-            x, y = batch[x_key], batch[y_key]
-        elif isinstance(batch, (tuple, list)) and len(batch) >= 2:
-            x, y = batch[0], batch[1]
-        else:
-            raise IncompatibleComponentError(
-                "classifier batches must be (inputs, labels) tuples or dicts with inputs and "
-                f"labels; got {type(batch).__name__}")
         return {"inputs": x.to(device), "labels": y.to(device).long()}
 
     def logits(self, batch: dict[str, Any]) -> torch.Tensor:
