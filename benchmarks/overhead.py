@@ -98,7 +98,7 @@ def prepare(model: str, workdir: Path) -> str:
     pm = get_plugin_manager()
     resolved = load_config(cfg, pm.registry)
     splits = resolved.data.create().load(seed=0)
-    original, _ = load_original(resolved, splits, _cache_dir(resolved), progress=False)
+    original, _, _ = load_original(resolved, splits, _cache_dir(resolved), progress=False)
     original.save(model_dir)
     del erasus
     return str(model_dir)

@@ -231,7 +231,7 @@ def test_the_api_and_run_give_the_same_unlearned_model(tmp_path: Path, pm: Any,
 
     resolved = load_config(QUICKSTART, pm.registry, overrides)
     splits = resolved.data.create().load(seed=resolved.config.seed)
-    original, _ = load_original(resolved, splits, _cache_dir(resolved), False)
+    original, _, _ = load_original(resolved, splits, _cache_dir(resolved), False)
     original_weights = snapshot(original.model)
     strategy_params = resolved.strategy.params.model_dump()
     unlearner = erasus.Unlearner(original, strategy="gradient_difference", selector="random",

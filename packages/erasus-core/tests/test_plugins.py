@@ -166,8 +166,9 @@ def test_the_builtin_plugin_is_always_loaded_through_the_hooks(monkeypatch):
     assert record.builtin and record.status == "loaded"
     assert record.package == "erasus" and record.version == erasus.__version__
     assert record.hooks == sorted(["erasus_register_models", "erasus_register_selectors",
-                                   "erasus_register_strategies", "erasus_register_metrics",
-                                   "erasus_register_datasets", "erasus_register_reporters"])
+                                   "erasus_register_strategies", "erasus_register_losses",
+                                   "erasus_register_metrics", "erasus_register_datasets",
+                                   "erasus_register_reporters"])
     for hook in record.hooks:
         impls = getattr(pm.hook, hook).get_hookimpls()
         assert [i.plugin_name for i in impls] == ["builtin"]

@@ -58,6 +58,11 @@ class TinyProblem:
         #: a smaller learning rate for ``finetune`` on a transformer; the conformance
         #: suites apply them under any explicit parameters.
         self.strategy_params = dict(strategy_params or {})
+        #: The training record of ``adapter``'s training, when it was trained with one
+        #: (:func:`erasus.testing.tiny.record_training`), and each forget example's index
+        #: in that training set.
+        self.record: Any = None
+        self.forget_train_indices: list[int] | None = None
 
 
 class ModelAdapter(Component):

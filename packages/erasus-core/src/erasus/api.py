@@ -14,6 +14,7 @@ with tuple or dict (Hugging Face style) batches. The model passed in is never mo
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import ValidationError
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
     from erasus.adapters import ModelAdapter
     from erasus.plugins import ErasusPluginManager
+    from erasus.record import TrainingRecord
     from erasus.selection import Selection
     from erasus.strategy import History
 
@@ -87,14 +89,23 @@ class Unlearner:
         self.selection_: Selection | None = None
         self.facts: dict[str, float] = {}
 
-    def fit(self, forget: Any, retain: Any = None) -> FitResult:
+    def fit(self, forget: Any, retain: Any = None, *, test: Any = None,
+            training_record: TrainingRecord | str | None = None,
+            forget_train_indices: list[int] | None = None,
+            splits: dict[str, Any] | None = None) -> FitResult:
         """Select the coreset of ``forget`` and unlearn it; return (model, history).
 
         Strategies that need retain data (``erasus describe NAME`` lists the needs) raise
-        an error when ``retain`` is missing.
+        an error when ``retain`` is missing. Components that need more get it here:
+        ``test`` and further named ``splits`` (a selector's target set), the original's
+        ``training_record`` (a :class:`erasus.record.TrainingRecord` or its directory) and
+        ``forget_train_indices`` (each forget example's index in the training set the
+        record was made on).
         """
         from erasus.data import unwrap
         from erasus.pipeline import seed_everything, unlearn
+        from erasus.record import TrainingRecord
+        from erasus.selection import SelectionContext
         from erasus.strategy import RunContext
 
         forget_ds, collate_fn, loader_bs = unwrap(forget)
@@ -108,9 +119,17 @@ class Unlearner:
         seed_everything(self.seed)
         self.original = self.adapter
         work = self.adapter.clone()
+        record = (TrainingRecord(training_record) if isinstance(training_record, (str, Path))
+                  else training_record)
+        context = SelectionContext(
+            retain=retain_ds, test=unwrap(test)[0] if test is not None else None,
+            extra={k: unwrap(v)[0] for k, v in (splits or {}).items()}, record=record,
+            forget_train_indices=list(forget_train_indices) if forget_train_indices
+            is not None else None, collate_fn=collate_fn)
         history, selection, facts = unlearn(
             work, self.strategy, self.selector, forget_ds, retain_ds,
-            RunContext(seed=self.seed), collate_fn=collate_fn, reference=self.original)
+            RunContext(seed=self.seed, record=record), collate_fn=collate_fn,
+            reference=self.original, context=context)
         self.unlearned, self.history, self.selection_, self.facts = (work, history,
                                                                      selection, facts)
         return FitResult(work.model, history)

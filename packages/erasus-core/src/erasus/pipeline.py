@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from erasus.adapters import ModelAdapter
     from erasus.data import Splits
     from erasus.plugins import ErasusPluginManager
-    from erasus.selection import Selection, Selector
+    from erasus.record import Recorder, TrainingRecord
+    from erasus.selection import Selection, SelectionContext, Selector
     from erasus.strategy import History, RunContext, Strategy
 
 __all__ = ["Run", "RunResult", "evaluate", "evaluate_models", "run", "seed_everything", "unlearn"]
@@ -92,8 +93,12 @@ def _cache_dir(resolved: ResolvedConfig) -> Path:
 
 # -- the models ------------------------------------------------------------------------
 def _cached_model(cache: Path, key: dict[str, Any], resolved: ResolvedConfig,
-                  info: Any, make: Any) -> tuple[ModelAdapter, float, bool]:
-    """Load the model cached under ``key`` or make it with ``make()`` and cache it."""
+                  info: Any, make: Any) -> tuple[ModelAdapter, float, bool, Path]:
+    """Load the model cached under ``key`` or make it with ``make(directory)`` and cache it.
+
+    ``make`` receives the (temporary) cache directory, where it may write more than the
+    model (the training record); returns the model, its seconds and its cache directory.
+    """
     import json
     import shutil
 
@@ -105,11 +110,12 @@ def _cached_model(cache: Path, key: dict[str, Any], resolved: ResolvedConfig,
         meta = json.loads(meta_file.read_text())
         adapter = adapter_cls.load(directory, resolved.model.params, info)
         log.info("loaded cached %s model from %s", key["role"], directory)
-        return adapter, float(meta["seconds"]), True
-    adapter, seconds = make()
+        return adapter, float(meta["seconds"]), True, directory
     tmp = directory.with_name(f".{digest}.{os.getpid()}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    adapter, seconds = make(tmp)
     adapter.save(tmp)
     (tmp / "meta.json").write_text(json.dumps({"seconds": seconds, "key": key}, default=str))
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +123,7 @@ def _cached_model(cache: Path, key: dict[str, Any], resolved: ResolvedConfig,
         os.replace(tmp, directory)
     except OSError:  # another process cached it first
         shutil.rmtree(tmp, ignore_errors=True)
-    return adapter, seconds, False
+    return adapter, seconds, False, directory
 
 
 def _model_key(resolved: ResolvedConfig) -> dict[str, Any]:
@@ -126,36 +132,51 @@ def _model_key(resolved: ResolvedConfig) -> dict[str, Any]:
 
 
 def _train(strategy: Strategy, adapter: ModelAdapter, forget: Any, retain: Any,
-           splits: Splits, seed: int, progress: bool, description: str) -> float:
+           splits: Splits, seed: int, progress: bool, description: str,
+           recorder: Recorder | None = None) -> float:
     """Run ``strategy`` on ``adapter`` (training the original or the oracle); its seconds."""
     from erasus.strategy import RunContext, UnlearnData
 
     with ResourceMonitor() as mon:
         strategy.unlearn(adapter, UnlearnData(forget=forget, retain=retain, info=splits.info,
                                               collate_fn=splits.collate_fn),
-                         RunContext(seed=seed, progress=progress, description=description))
+                         RunContext(seed=seed, progress=progress, description=description,
+                                    recorder=recorder))
     return mon.seconds
 
 
 def load_original(resolved: ResolvedConfig, splits: Splits, cache: Path,
-                  progress: bool) -> tuple[ModelAdapter, float | None]:
-    """The original model: loaded from ``model.path`` or trained on the train split."""
+                  progress: bool, record: frozenset[str] = frozenset()
+                  ) -> tuple[ModelAdapter, float | None, TrainingRecord | None]:
+    """The original model: loaded from ``model.path`` or trained on the train split.
+
+    With ``record`` (kinds of :data:`erasus.record.RECORD_KINDS`), training also writes a
+    training record next to the cached model, which is returned as the third value.
+    """
+    from erasus.record import Recorder, TrainingRecord
+
     adapter_cls = resolved.model.info.cls
     path = getattr(resolved.model.params, "path", None)
     if path:
-        return adapter_cls.load(path, resolved.model.params, splits.info), None
+        return adapter_cls.load(path, resolved.model.params, splits.info), None, None
 
-    def make() -> tuple[ModelAdapter, float]:
+    def make(directory: Path) -> tuple[ModelAdapter, float]:
         seed_everything(resolved.config.seed)
         adapter = adapter_cls.build(resolved.model.params, splits.info)
+        recorder = (Recorder(directory / "record", record, len(splits.train))
+                    if record else None)
         seconds = _train(resolved.train.create(), adapter, None, splits.train, splits,
-                         resolved.config.seed, progress, "training the original")
+                         resolved.config.seed, progress, "training the original", recorder)
+        if recorder is not None:
+            recorder.finish()
         return adapter, seconds
 
     key = {**_model_key(resolved), "role": "original",
            "train": resolved.train.params.model_dump(mode="json")}
-    adapter, seconds, _ = _cached_model(cache, key, resolved, splits.info, make)
-    return adapter, seconds
+    if record:
+        key["record"] = sorted(record)
+    adapter, seconds, _, directory = _cached_model(cache, key, resolved, splits.info, make)
+    return adapter, seconds, TrainingRecord(directory / "record") if record else None
 
 
 def load_oracle(resolved: ResolvedConfig, splits: Splits, original: ModelAdapter,
@@ -167,7 +188,7 @@ def load_oracle(resolved: ResolvedConfig, splits: Splits, original: ModelAdapter
     if opath:
         return resolved.model.info.cls.load(opath, resolved.model.params, splits.info), None
 
-    def make() -> tuple[ModelAdapter, float]:
+    def make(directory: Path) -> tuple[ModelAdapter, float]:
         seed_everything(resolved.config.seed)
         adapter = original.clone()
         seconds = _train(resolved.oracle.create(), adapter, splits.forget, splits.retain,
@@ -179,16 +200,26 @@ def load_oracle(resolved: ResolvedConfig, splits: Splits, original: ModelAdapter
            resolved.train.params.model_dump(mode="json"),
            "strategy": resolved.oracle.info.name,
            "params": resolved.oracle.params.model_dump(mode="json")}
-    adapter, seconds, _ = _cached_model(cache, key, resolved, splits.info, make)
+    adapter, seconds, _, _ = _cached_model(cache, key, resolved, splits.info, make)
     return adapter, seconds
 
 
 # -- select and unlearn (shared with the Python API) ------------------------------------
 def unlearn(adapter: ModelAdapter, strategy: Strategy, selector: Selector, forget: Any,
             retain: Any, run: RunContext, *, info: Any = None, collate_fn: Any = None,
-            reference: ModelAdapter | None = None) -> tuple[History, Selection, dict[str, float]]:
-    """Select the coreset of ``forget`` and unlearn it from ``adapter`` (in place)."""
+            reference: ModelAdapter | None = None,
+            context: SelectionContext | None = None
+            ) -> tuple[History, Selection, dict[str, float]]:
+    """Select the coreset of ``forget`` and unlearn it from ``adapter`` (in place).
+
+    ``context`` gives the selector the other sets and the training record (its
+    ``forget_train_indices`` also reach the strategy); ``run.record`` the strategy.
+    """
+    import inspect
+
     from erasus.data import subset
+    from erasus.record import record_kinds, require_record
+    from erasus.selection import SelectionContext
     from erasus.strategy import UnlearnData
 
     needs = type(strategy).needs
@@ -196,18 +227,34 @@ def unlearn(adapter: ModelAdapter, strategy: Strategy, selector: Selector, forge
         raise IncompatibleComponentError(
             f"strategy '{strategy.name}' needs retain data; pass a retain set or choose a "
             "strategy that needs only the forget set (gradient_ascent)")
+    for kind in sorted(record_kinds(needs)):
+        require_record(run.record, kind, f"strategy {strategy.name}")
+    if context is None:
+        context = SelectionContext(retain=retain, info=info, record=run.record,
+                                   collate_fn=collate_fn)
+    if context.record is None:
+        context.record = run.record
+    for kind in sorted(record_kinds(type(selector).needs)):
+        require_record(context.record, kind, f"selector {selector.name}")
+    kwargs: dict[str, Any] = {}
+    if "context" in inspect.signature(selector.select).parameters:
+        kwargs["context"] = context
     with ResourceMonitor() as sel_mon:
-        selection = selector.select(adapter, forget, seed=run.seed, collate_fn=collate_fn)
-    coreset = forget if len(selection.indices) == len(forget) and \
-        list(selection.indices) == list(range(len(forget))) else subset(forget,
-                                                                          selection.indices)
+        selection = selector.select(adapter, forget, seed=run.seed, collate_fn=collate_fn,
+                                    **kwargs)
+    positions = [int(i) for i in selection.indices]
+    whole = len(positions) == len(forget) and positions == list(range(len(forget)))
+    coreset = forget if whole else subset(forget, positions)
+    train_idx = context.forget_train_indices
     if "reference_model" in needs:
         ref = reference if reference is not None else adapter.clone()
         for p in ref.model.parameters():
             p.requires_grad_(False)
         ref.model.eval()
         run.reference = ref
-    data = UnlearnData(forget=coreset, retain=retain, info=info, collate_fn=collate_fn)
+    data = UnlearnData(forget=coreset, retain=retain, info=info, collate_fn=collate_fn,
+                       forget_train_indices=[int(train_idx[i]) for i in positions]
+                       if train_idx else None)
     with ResourceMonitor() as mon:
         history = strategy.unlearn(adapter, data, run)
     adapter.model.eval()
@@ -366,7 +413,12 @@ def _execute(resolved: ResolvedConfig, resolved_dict: dict[str, Any], rd: RunDir
     splits = resolved.data.create().load(seed=seed)
     log.info("data '%s': %d train, %d forget, %d retain, %d test", resolved.data.info.name,
              len(splits.train), len(splits.forget), len(splits.retain), len(splits.test))
-    original, original_seconds = load_original(resolved, splits, cache, progress)
+    from erasus.record import record_kinds
+    from erasus.selection import SelectionContext
+
+    kinds = record_kinds(resolved.selector.info.needs | resolved.strategy.info.needs)
+    original, original_seconds, record = load_original(resolved, splits, cache, progress,
+                                                       kinds)
     oracle, oracle_seconds = load_oracle(resolved, splits, original, cache, progress)
     original.to(device)
     if oracle is not None:
@@ -381,10 +433,14 @@ def _execute(resolved: ResolvedConfig, resolved_dict: dict[str, Any], rd: RunDir
     strategy = resolved.strategy.create()
     ctx = RunContext(seed=seed, checkpoints=CheckpointStore(rd.work / "checkpoint"),
                      on_step=on_step, progress=progress,
-                     description=f"unlearning ({resolved.strategy.info.name})")
+                     description=f"unlearning ({resolved.strategy.info.name})", record=record)
+    context = SelectionContext(retain=splits.retain, test=splits.test, extra=splits.extra,
+                               info=splits.info, record=record,
+                               forget_train_indices=list(splits.forget_indices) or None,
+                               collate_fn=splits.collate_fn)
     history, selection, facts = unlearn(
         unlearned, strategy, resolved.selector.create(), splits.forget, splits.retain, ctx,
-        info=splits.info, collate_fn=splits.collate_fn, reference=original)
+        info=splits.info, collate_fn=splits.collate_fn, reference=original, context=context)
     log.info("unlearning took %.2fs over %d steps", facts["unlearn_seconds"],
              history.num_steps)
 
@@ -453,7 +509,7 @@ def evaluate(source: str | Path | dict[str, Any], *, overrides: list[str] | tupl
     device = _device(resolved.config.run.device)
     cache = _cache_dir(resolved)
     splits = resolved.data.create().load(seed=resolved.config.seed)
-    original, _ = load_original(resolved, splits, cache, progress)
+    original, _, _ = load_original(resolved, splits, cache, progress)
     oracle, _ = load_oracle(resolved, splits, original, cache, progress)
     adapters: dict[str, Any] = {"original": original, "oracle": oracle}
     run_info: dict[str, Any] = {}

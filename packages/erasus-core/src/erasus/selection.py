@@ -7,7 +7,7 @@ A selector returns a :class:`Selection`: positions in the forget dataset it was 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator
@@ -18,8 +18,10 @@ if TYPE_CHECKING:
     import numpy as np
 
     from erasus.adapters import ModelAdapter
+    from erasus.data import DataInfo
+    from erasus.record import TrainingRecord
 
-__all__ = ["Selection", "Selector", "SelectorParams", "resolve_budget"]
+__all__ = ["Selection", "SelectionContext", "Selector", "SelectorParams", "resolve_budget"]
 
 
 class SelectorParams(Params):
@@ -64,6 +66,34 @@ class Selection:
                 "scores": [float(s) for s in self.scores], "info": self.info or {}}
 
 
+@dataclass
+class SelectionContext:
+    """What a selector may use besides the model and the forget set.
+
+    The pipeline fills it from the benchmark's splits; with the Python API, pass what a
+    selector needs to ``Unlearner.fit``. A selector that needs something missing here
+    raises an error naming it (``needs`` lists it: ``"retain"``, ``"test"``,
+    ``"training_checkpoints"``...).
+    """
+
+    retain: Any = None
+    test: Any = None
+    #: Further named splits (``test_forgotten_class``...), for selectors whose target set
+    #: is configurable.
+    extra: dict[str, Any] = field(default_factory=dict)
+    info: DataInfo | None = None
+    record: TrainingRecord | None = None
+    #: The training-set index of each forget example (for training-record selectors).
+    forget_train_indices: list[int] | None = None
+    collate_fn: Any = None
+
+    def split(self, name: str) -> Any:
+        """The named set (``retain``, ``test`` or an extra split), or ``None``."""
+        if name in ("retain", "test"):
+            return getattr(self, name)
+        return self.extra.get(name)
+
+
 class Selector(Component):
     """Base class of selectors.
 
@@ -75,6 +105,11 @@ class Selector(Component):
     supports_partial_budget: ClassVar[bool] = True
 
     def select(self, adapter: ModelAdapter, forget: Any, *, seed: int = 0,
-               collate_fn: Any = None) -> Selection:
-        """Choose ``budget`` examples of ``forget`` (a Dataset); return their positions."""
+               collate_fn: Any = None, context: SelectionContext | None = None
+               ) -> Selection:
+        """Choose ``budget`` examples of ``forget`` (a Dataset); return their positions.
+
+        ``context`` carries the other sets and the training record; selectors that need
+        none of it may leave the argument out of their signature.
+        """
         raise NotImplementedError

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from erasus.adapters import ModelAdapter
     from erasus.checkpoint import CheckpointStore
     from erasus.data import DataInfo
+    from erasus.record import Recorder, TrainingRecord
 
 __all__ = [
     "History",
@@ -57,6 +58,12 @@ class LoopParams(StrategyParams):
         50, ge=0, description="Write a resumable checkpoint every N optimizer steps (0: never).")
     max_abs_loss: float = Field(
         1e4, gt=0, description="Divergence guard: stop when |loss| exceeds this (or is NaN).")
+    stop_forget_loss: float | None = Field(
+        None, description="Early stopping: end training once a step's mean forget loss "
+        "(logged as forget_loss) reaches this value.")
+    stop_forget_accuracy: float | None = Field(
+        None, ge=0, le=1, description="Early stopping: after each epoch, measure accuracy on "
+        "the forget set (classifier adapters) and end training once it is at most this.")
 
 
 @dataclass
@@ -67,6 +74,9 @@ class UnlearnData:
     retain: Any | None = None
     info: DataInfo | None = None
     collate_fn: Any = None
+    #: The training-set index of each forget example (``Splits.train`` positions, in
+    #: forget-set order), when known: what training-record methods (Amnesiac) match on.
+    forget_train_indices: list[int] | None = None
 
 
 @dataclass
@@ -79,6 +89,11 @@ class RunContext:
     progress: bool = False
     reference: ModelAdapter | None = None
     description: str = "unlearning"
+    #: The original model's training record, for strategies that declare a
+    #: ``training_*`` need (see :mod:`erasus.record`).
+    record: TrainingRecord | None = None
+    #: Attached while the pipeline trains the original: the loop reports every step to it.
+    recorder: Recorder | None = None
 
 
 @dataclass
@@ -87,13 +102,16 @@ class History:
 
     steps: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int | None = None
+    #: Why training ended before its epochs were done (early stopping), if it did.
+    stopped_early: str | None = None
 
     @property
     def num_steps(self) -> int:
         return len(self.steps)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "resumed_from": self.resumed_from}
+        return {"steps": self.steps, "resumed_from": self.resumed_from,
+                "stopped_early": self.stopped_early}
 
 
 class Strategy(Component):

@@ -142,10 +142,14 @@ def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
         history.resumed_from = step
         last_good = step
 
+    recorder = run.recorder
+    stop_loss = params.stop_forget_loss
+    stop_acc = params.stop_forget_accuracy
+    stopped = False
     progress = _progress(run, total_steps, step)
     try:
         for epoch in range(start_epoch, params.epochs):
-            if step >= total_steps:
+            if step >= total_steps or stopped:
                 break
             min_size = adapter.min_batch_size
             order = epoch_batches(len(primary), params.batch_size, run.seed, epoch, min_size)
@@ -156,9 +160,13 @@ def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
             while k < len(order) and step < total_steps:
                 group = range(k, min(k + params.grad_accum, len(order)))
                 optimizer.zero_grad(set_to_none=True)
+                if recorder is not None:
+                    recorder.before_step(model)
                 logged: dict[str, float] = {}
                 for j in group:
                     pb = sets.batch(primary, order[j])
+                    if recorder is not None:
+                        recorder.on_batch(adapter, pb, epoch)
                     ob = (sets.batch(paired, paired_order[j % len(paired_order)])
                           if paired_order is not None else None)
                     batches: dict[str, Any] = {"forget": None, "retain": None,
@@ -180,9 +188,12 @@ def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
                     import torch
 
                     torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
+                used_lr = float(optimizer.param_groups[0]["lr"])
                 optimizer.step()
                 scheduler.step()
                 step += 1
+                if recorder is not None:
+                    recorder.after_step(model, step, used_lr)
                 k = group.stop
                 logged["lr"] = float(optimizer.param_groups[0]["lr"])
                 logged["epoch"] = float(epoch)
@@ -199,11 +210,50 @@ def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
                                {"step": step, "epoch": next_epoch, "batch": next_batch,
                                 "history": history.steps})
                     last_good = step
+                if stop_loss is not None and logged.get("forget_loss", -math.inf) >= stop_loss:
+                    history.stopped_early = f"forget_loss reached {stop_loss:g} at step {step}"
+                    stopped = True
+                    break
+            if recorder is not None and (k >= len(order) or stopped):
+                recorder.end_epoch(model, epoch, step)
+            if stop_acc is not None and not stopped and data.forget is not None:
+                accuracy = _forget_accuracy(strategy, adapter, data)
+                model.train()
+                if accuracy <= stop_acc:
+                    history.stopped_early = (f"forget accuracy {accuracy:.4f} <= {stop_acc:g} "
+                                             f"after epoch {epoch}")
+                    stopped = True
     finally:
         if progress is not None:
             progress.close()
     model.eval()
     return history
+
+
+def _forget_accuracy(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData
+                     ) -> float:
+    """Accuracy on the forget set (for ``stop_forget_accuracy``); classifiers only."""
+    import torch
+
+    from erasus.data import index_loader
+
+    labels_fn = getattr(adapter, "labels", None)
+    if not callable(labels_fn):
+        raise IncompatibleComponentError(
+            f"stop_forget_accuracy needs a classification model adapter (labels()); "
+            f"'{adapter.name}' has none: use stop_forget_loss with strategy "
+            f"'{strategy.name}' instead")
+    model = adapter.model
+    model.eval()
+    right = total = 0
+    with torch.no_grad():
+        for _, raw in index_loader(data.forget, batch_size=256, collate_fn=data.collate_fn,
+                                   min_batch_size=adapter.min_batch_size):
+            batch = adapter.prepare_batch(raw)
+            logits = adapter.outputs(batch)["logits"]
+            right += int((logits.argmax(-1) == labels_fn(batch)).sum())
+            total += len(logits)
+    return right / max(1, total)
 
 
 def _diverged(strategy: LossStrategy, step: int, value: float, params: LoopParams,

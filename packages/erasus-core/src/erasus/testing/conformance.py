@@ -125,6 +125,7 @@ def _label(info: ComponentInfo) -> str:
 
 # -- tiny problems ----------------------------------------------------------------------
 _TINY_CACHE: dict[tuple[type, int], TinyProblem] = {}
+_RECORDED_CACHE: dict[tuple[Any, ...], TinyProblem] = {}
 
 
 def has_tiny_problem(adapter_cls: type) -> bool:
@@ -136,10 +137,31 @@ def has_tiny_problem(adapter_cls: type) -> bool:
         ModelAdapter.tiny_problem, "__func__", None)
 
 
-def tiny_problem(adapter_cls: type, seed: int = 0) -> TinyProblem:
+def tiny_problem(adapter_cls: type, seed: int = 0, needs: Any = ()) -> TinyProblem:
     """``adapter_cls.tiny_problem(seed)``, built once per session; each call gets its own
-    copy of the model (the data sets are shared and must not be modified)."""
+    copy of the model (the data sets are shared and must not be modified).
+
+    When ``needs`` names training-record kinds (``"training_checkpoints"``...), the model
+    is the tiny problem's model retrained from scratch with those recorded
+    (:func:`erasus.testing.tiny.record_training`), and ``record`` is set.
+    """
     from erasus.adapters import TinyProblem
+    from erasus.record import record_kinds
+
+    kinds = record_kinds(needs)
+    if kinds:
+        rkey = (adapter_cls, int(seed), tuple(sorted(kinds)))
+        if rkey not in _RECORDED_CACHE:
+            from erasus.testing.tiny import record_training
+
+            _RECORDED_CACHE[rkey] = record_training(tiny_problem(adapter_cls, seed), kinds,
+                                                    seed=seed)
+        rec = _RECORDED_CACHE[rkey]
+        out = tiny_problem(adapter_cls, seed)
+        out.adapter = rec.adapter.clone()
+        out.record = rec.record
+        out.forget_train_indices = rec.forget_train_indices
+        return out
 
     key = (adapter_cls, int(seed))
     if key not in _TINY_CACHE:
@@ -537,8 +559,10 @@ def _unlearn_once(strategy_info: ComponentInfo, problem: TinyProblem, original: 
     history = strategy.unlearn(
         adapter,
         UnlearnData(forget=problem.forget, retain=problem.retain, info=splits.info,
-                    collate_fn=problem.collate_fn),
-        RunContext(seed=seed, reference=reference, checkpoints=checkpoints, on_step=on_step))
+                    collate_fn=problem.collate_fn,
+                    forget_train_indices=getattr(problem, "forget_train_indices", None)),
+        RunContext(seed=seed, reference=reference, checkpoints=checkpoints, on_step=on_step,
+                   record=getattr(problem, "record", None)))
     return adapter, history, reference
 
 
@@ -567,7 +591,7 @@ def check_strategy(strategy_info: ComponentInfo, adapter_info: ComponentInfo | N
     where = f"{label} on model '{adapter_info.name}'"
     _expect(issubclass(cls, Strategy), f"{label} is not a subclass of Strategy")
     effects = declared_effects(cls)
-    problem = tiny_problem(adapter_info.cls, seed)
+    problem = tiny_problem(adapter_info.cls, seed, strategy_info.needs)
     splits = tiny_splits(problem, adapter_info)
     original = problem.adapter
     before = _snapshot(original)
@@ -663,7 +687,7 @@ def check_strategy_resume(strategy_info: ComponentInfo, adapter_info: ComponentI
     fields = cls.Params.model_fields
     _expect("checkpoint_every" in fields and "max_steps" in fields,
             f"{where}: a LossStrategy's Params must extend erasus.strategy.LoopParams")
-    problem = tiny_problem(adapter_info.cls, seed)
+    problem = tiny_problem(adapter_info.cls, seed, strategy_info.needs)
     splits = tiny_splits(problem, adapter_info)
     original = problem.adapter
     run_params = _small_params(cls.Params, steps, {"checkpoint_every": 1,
@@ -705,6 +729,21 @@ def check_strategy_resume(strategy_info: ComponentInfo, adapter_info: ComponentI
 
 
 # -- selectors -------------------------------------------------------------------------
+def _selection_kwargs(cls: type, problem: TinyProblem) -> dict[str, Any]:
+    """``{"context": ...}`` built from the tiny problem, for selectors that take one."""
+    import inspect
+
+    from erasus.selection import SelectionContext
+
+    if "context" not in inspect.signature(cls.select).parameters:
+        return {}
+    return {"context": SelectionContext(
+        retain=problem.retain, test=problem.test, info=problem.info,
+        record=getattr(problem, "record", None),
+        forget_train_indices=getattr(problem, "forget_train_indices", None),
+        collate_fn=problem.collate_fn)}
+
+
 def check_selector(selector_info: ComponentInfo, adapter_info: ComponentInfo | None,
                    seed: int = 0, *, budgets: tuple[float | int, ...] = (0.5, 1.0, 3)) -> None:
     """A selector on the tiny forget set, for fractional and count budgets.
@@ -734,9 +773,10 @@ def check_selector(selector_info: ComponentInfo, adapter_info: ComponentInfo | N
     _expect("budget" in cls.Params.model_fields,
             f"{label}: its Params must extend erasus.selection.SelectorParams (no 'budget')")
     partial_ok = bool(getattr(cls, "supports_partial_budget", True))
-    problem = tiny_problem(adapter_info.cls, seed)
+    problem = tiny_problem(adapter_info.cls, seed, selector_info.needs)
     adapter = problem.adapter
     forget = problem.forget
+    extra = _selection_kwargs(cls, problem)
     n = len(forget)
     before = _snapshot(adapter)
 
@@ -747,7 +787,7 @@ def check_selector(selector_info: ComponentInfo, adapter_info: ComponentInfo | N
             try:
                 selector = cls(cls.Params(budget=budget))
                 got = selector.select(adapter, forget, seed=seed,
-                                      collate_fn=problem.collate_fn)
+                                      collate_fn=problem.collate_fn, **extra)
             except (pydantic.ValidationError, ErasusError):
                 continue
             raise ConformanceError(
@@ -756,7 +796,8 @@ def check_selector(selector_info: ComponentInfo, adapter_info: ComponentInfo | N
         selector = cls(cls.Params(budget=budget))
         torch.manual_seed(1234)
         np.random.seed(1234)
-        selection = selector.select(adapter, forget, seed=seed, collate_fn=problem.collate_fn)
+        selection = selector.select(adapter, forget, seed=seed, collate_fn=problem.collate_fn,
+                                    **extra)
         _expect(isinstance(selection, Selection),
                 f"{case}: select() must return an erasus.selection.Selection")
         indices = np.asarray(selection.indices)
@@ -785,7 +826,7 @@ def check_selector(selector_info: ComponentInfo, adapter_info: ComponentInfo | N
         torch.manual_seed(4321)
         np.random.seed(4321)
         again = cls(cls.Params(budget=budget)).select(adapter, dataset, seed=seed,
-                                                      collate_fn=collate_fn)
+                                                      collate_fn=collate_fn, **extra)
         _expect(np.array_equal(np.asarray(again.indices), indices),
                 f"{case}: selecting again with the same seed (on the dataset of a shuffled "
                 f"DataLoader, after other global RNG draws) gave other indices: "

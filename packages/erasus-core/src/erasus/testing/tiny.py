@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from erasus.adapters import TinyProblem
 
-__all__ = ["tiny_classification_data", "tiny_classifier_problem", "train_classifier"]
+__all__ = [
+    "record_training",
+    "tiny_classification_data",
+    "tiny_classifier_problem",
+    "train_classifier",
+]
 
 
 def tiny_classification_data(seed: int = 0, *, n_train: int = 240, n_test: int = 120,
@@ -70,3 +75,38 @@ def tiny_classifier_problem(seed: int = 0) -> TinyProblem:
     retain = Subset(train, sorted(perm[n_forget:].tolist()))
     return TinyProblem(adapter, forget, retain, test,
                        info=DataInfo(modality="classification", num_classes=4, input_shape=(10,)))
+
+
+def record_training(problem: TinyProblem, kinds: Any, *, directory: Any = None,
+                    seed: int = 0) -> TinyProblem:
+    """The problem with its model retrained from scratch on forget + retain while a
+    :class:`erasus.record.Recorder` records ``kinds`` (checkpoints, correctness, updates).
+
+    The original is re-initialised and trained by the ``retrain`` strategy (with the
+    problem's ``strategy_params["retrain"]``) through the shared loop, on the training set
+    ``ConcatDataset([forget, retain])``, so forget example ``i`` has training index ``i``.
+    Returns a new TinyProblem (same data) with ``record`` and ``forget_train_indices`` set.
+    """
+    import tempfile
+
+    from torch.utils.data import ConcatDataset
+
+    from erasus.adapters import TinyProblem
+    from erasus.builtin.strategies.retrain import Retrain, RetrainParams
+    from erasus.record import Recorder
+    from erasus.strategy import RunContext, UnlearnData
+
+    train = ConcatDataset([problem.forget, problem.retain])
+    directory = directory or tempfile.mkdtemp(prefix="erasus-record-")
+    adapter = problem.adapter.clone()
+    recorder = Recorder(directory, kinds, len(train))
+    strategy = Retrain(RetrainParams(**problem.strategy_params.get("retrain", {})))
+    strategy.unlearn(adapter, UnlearnData(forget=None, retain=train, info=problem.info,
+                                          collate_fn=problem.collate_fn),
+                     RunContext(seed=seed, recorder=recorder))
+    adapter.model.eval()
+    out = TinyProblem(adapter, problem.forget, problem.retain, problem.test,
+                      problem.collate_fn, problem.info, problem.extra, problem.strategy_params)
+    out.record = recorder.finish()
+    out.forget_train_indices = list(range(len(problem.forget)))
+    return out

@@ -1,1 +1,6 @@
 """Built-in models."""
+
+#: The components this subpackage registers, as "module:Class" paths.
+CATALOG: tuple[str, ...] = (
+    "erasus.builtin.models.classifier:ClassifierAdapter",
+)
