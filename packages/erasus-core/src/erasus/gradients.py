@@ -97,7 +97,6 @@ def iter_example_grads(adapter: ModelAdapter, dataset: Any, *,
     (a margin, a KL term...). The model is put in eval mode (dropout off, batch-norm
     statistics frozen) while the gradients are computed, and restored afterwards.
     """
-    import torch
 
     loss_fn = loss_fn or (lambda a, b: a.per_example_loss(b))
     model = adapter.model
@@ -122,7 +121,7 @@ def _example_grads(adapter: ModelAdapter, batch: dict[str, Any], chosen: list[st
     if adapter.min_batch_size <= 1:
         try:
             return _vmap_grads(adapter, batch, chosen, loss_fn)
-        except Exception:  # noqa: BLE001 - models torch.func cannot trace take the loop
+        except Exception:
             pass
     rows = []
     if adapter.min_batch_size > 1:
