@@ -6,7 +6,8 @@ caches the per-example outputs (losses, logits, labels, features) for every metr
 
 Per-model metrics (``scope = "model"``) run once for each evaluated model (original,
 unlearned, oracle); run metrics (``scope = "run"``) run once afterwards and see every
-model's results and the run's timings (Avg. Gap, time, memory).
+model's results, the run's timings (Avg. Gap, time, memory) and each model's context
+(feature distances between models).
 """
 
 from __future__ import annotations
@@ -114,8 +115,28 @@ class EvalContext:
 
 @dataclass
 class RunEvalContext:
-    """Every evaluated model's values and the run's facts, for run-scope metrics."""
+    """Every evaluated model's values and the run's facts, for run-scope metrics.
+
+    ``contexts`` holds the :class:`EvalContext` of each evaluated model by role (the
+    pipeline passes the ones its model-scope metrics used), so a run metric that compares
+    models (feature distances) reuses their cached forward passes.
+    """
 
     results: dict[str, dict[str, float]]
     run_info: dict[str, Any]
     splits: Splits | None = None
+    contexts: dict[str, EvalContext] = field(default_factory=dict)
+
+    def context(self, role: str, metric: str) -> EvalContext:
+        """The evaluation context of the ``role`` model; a clear error when there is none."""
+        from erasus.errors import IncompatibleComponentError
+
+        ctx = self.contexts.get(role)
+        if ctx is None:
+            have = ", ".join(sorted(self.contexts)) or "none"
+            hint = (" (set oracle: {strategy: retrain} or oracle.path)" if role == "oracle"
+                    else "")
+            raise IncompatibleComponentError(
+                f"metric '{metric}' needs the {role} model, but this evaluation has no "
+                f"{role} model{hint}; models evaluated: {have}")
+        return ctx

@@ -275,13 +275,13 @@ def evaluate_models(metrics: list[ResolvedComponent], splits: Splits,
     """Every metric on every model; forward passes are shared through one context each."""
     results: dict[str, dict[str, float]] = {}
     details: dict[str, dict[str, Any]] = {}
-    forward_passes = 0
     instances = [(m, m.create()) for m in metrics]
+    contexts: dict[str, EvalContext] = {}
     for role in ROLES:
         adapter = adapters.get(role)
         if adapter is None:
             continue
-        ctx = EvalContext(adapter, splits, role=role, batch_size=batch_size)
+        ctx = contexts[role] = EvalContext(adapter, splits, role=role, batch_size=batch_size)
         values: dict[str, float] = {}
         for rc, metric in instances:
             if getattr(metric, "scope", "model") != "model":
@@ -291,10 +291,11 @@ def evaluate_models(metrics: list[ResolvedComponent], splits: Splits,
             if m.details:
                 details.setdefault(role, {})[rc.info.name] = m.details
         results[role] = values
-        forward_passes += ctx.forward_passes
     run_values: dict[str, float] = {}
     if "unlearned" in results:
-        run_ctx = RunEvalContext(results=results, run_info=run_info, splits=splits)
+        # run metrics get the models' contexts too, so they reuse the cached passes
+        run_ctx = RunEvalContext(results=results, run_info=run_info, splits=splits,
+                                 contexts=contexts)
         for rc, metric in instances:
             if getattr(metric, "scope", "model") != "run":
                 continue
@@ -302,7 +303,7 @@ def evaluate_models(metrics: list[ResolvedComponent], splits: Splits,
             run_values.update(m.values)
             if m.details:
                 details.setdefault("run", {})[rc.info.name] = m.details
-    run_info["forward_passes"] = forward_passes
+    run_info["forward_passes"] = sum(c.forward_passes for c in contexts.values())
     return {**results, "run": run_values, "details": details}
 
 

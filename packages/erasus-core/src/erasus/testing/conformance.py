@@ -894,7 +894,8 @@ def check_metric(metric_info: ComponentInfo, adapter_info: ComponentInfo | None,
     Model-scope metrics get an :class:`~erasus.evaluation.EvalContext` of the tiny model;
     run-scope metrics a :class:`~erasus.evaluation.RunEvalContext` whose results hold
     their ``requires`` metrics computed on the original, a perturbed "unlearned" and a
-    perturbed "oracle" copy, with :data:`RUN_INFO` as the run facts.
+    perturbed "oracle" copy, whose ``contexts`` are those three models' evaluation
+    contexts, with :data:`RUN_INFO` as the run facts.
     """
     from erasus.evaluation import ROLES, EvalContext, Metric, RunEvalContext
 
@@ -930,15 +931,16 @@ def check_metric(metric_info: ComponentInfo, adapter_info: ComponentInfo | None,
                 "unlearned": _perturbed(problem.adapter, seed + 1, 0.3),
                 "oracle": _perturbed(problem.adapter, seed + 2, 0.3)}
     results: dict[str, dict[str, float]] = {role: {} for role in ROLES}
+    contexts = {role: EvalContext(adapters[role], splits, role=role) for role in ROLES}
     for required in getattr(cls, "requires", ()):
         rinfo = registry.get("metric", required)
         _expect(getattr(rinfo.cls, "scope", "model") == "model",
                 f"{label} requires metric '{required}', which is not a model-scope metric")
         for role in ROLES:
-            rctx = EvalContext(adapters[role], splits, role=role)
-            results[role].update(_measure(rinfo.cls(), rctx, f"{where} (required "
+            results[role].update(_measure(rinfo.cls(), contexts[role], f"{where} (required "
                                           f"'{required}', {role})").values)
-    ctx = RunEvalContext(results=results, run_info=dict(RUN_INFO), splits=splits)
+    ctx = RunEvalContext(results=results, run_info=dict(RUN_INFO), splits=splits,
+                         contexts=contexts)
     first = _measure(cls(), ctx, where)
     _check_values(first, outputs, where)
     second = _measure(cls(), ctx, where)
