@@ -220,7 +220,7 @@ def unlearn(adapter: ModelAdapter, strategy: Strategy, selector: Selector, forge
     from erasus.data import subset
     from erasus.record import record_kinds, require_record
     from erasus.selection import SelectionContext
-    from erasus.strategy import UnlearnData
+    from erasus.strategy import LossStrategy, UnlearnData
 
     needs = type(strategy).needs
     if "retain" in needs and (retain is None or len(retain) == 0):
@@ -261,6 +261,11 @@ def unlearn(adapter: ModelAdapter, strategy: Strategy, selector: Selector, forge
     facts = {"selection_seconds": sel_mon.seconds, "unlearn_seconds": mon.seconds,
              "peak_host_mb": mon.peak_host_mb, "peak_device_mb": mon.peak_device_mb,
              "steps": float(history.num_steps)}
+    loop = strategy.params
+    if isinstance(strategy, LossStrategy) and hasattr(loop, "batch_size"):
+        # examples through the model per optimizer step (the time metric's FLOP estimate)
+        sets = 2 if type(strategy).pair_with else 1
+        facts["examples_per_step"] = float(loop.batch_size * loop.grad_accum * sets)
     return history, selection, facts
 
 
