@@ -227,3 +227,19 @@ def test_hvp_matches_the_explicit_hessian_of_the_head():
     v = torch.randn(len(w0), generator=torch.Generator().manual_seed(0))
     got = hvp(adapter, problem.forget, v, names="head", damping=0.1)
     assert torch.allclose(got, hessian @ v + 0.1 * v, atol=1e-5)
+
+
+def test_a_voting_member_that_needs_a_record_gets_one_through_the_pipeline(tmp_path):
+    import erasus
+
+    pm = get_plugin_manager(plugins=(("recordtest", _Plugin),))
+    cfg = _config(tmp_path)
+    cfg["selector"] = {"name": "voting", "budget": 3,
+                       "selectors": [{"name": "first_checkpoint_loss"}, {"name": "random"}]}
+    _LastCheckpointLoss.seen.clear()
+    from erasus.builtin.selectors.voting import VotingSelector
+
+    selector = VotingSelector(selectors=cfg["selector"]["selectors"], registry=pm.registry)
+    assert "training_checkpoints" in selector.runtime_needs()
+    erasus.run(cfg, plugin_manager=pm)  # the member resolves in the run's registry
+    assert [c.epoch for c in _LastCheckpointLoss.seen["record"].checkpoints()] == [0, 1]

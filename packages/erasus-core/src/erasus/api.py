@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from pydantic import ValidationError
 
 from erasus.errors import ConfigError, ConfigProblem, did_you_mean
+from erasus.plugins import using_registry
 
 if TYPE_CHECKING:
     import torch
@@ -78,8 +79,9 @@ class Unlearner:
             raise ConfigError(problems)
         strategy_params, sel_params = _split_params(s_info, sel_info, params,
                                                     dict(selector_params or {}))
-        self.strategy = _instantiate(s_info, strategy_params, "strategy")
-        self.selector = _instantiate(sel_info, sel_params, "selector")
+        with using_registry(registry):
+            self.strategy = _instantiate(s_info, strategy_params, "strategy")
+            self.selector = _instantiate(sel_info, sel_params, "selector")
         if device is not None:
             self.adapter.to(device)
         self.seed = seed
@@ -126,10 +128,11 @@ class Unlearner:
             extra={k: unwrap(v)[0] for k, v in (splits or {}).items()}, record=record,
             forget_train_indices=list(forget_train_indices) if forget_train_indices
             is not None else None, collate_fn=collate_fn)
-        history, selection, facts = unlearn(
-            work, self.strategy, self.selector, forget_ds, retain_ds,
-            RunContext(seed=self.seed, record=record), collate_fn=collate_fn,
-            reference=self.original, context=context)
+        with using_registry(self.plugin_manager.registry):
+            history, selection, facts = unlearn(
+                work, self.strategy, self.selector, forget_ds, retain_ds,
+                RunContext(seed=self.seed, record=record), collate_fn=collate_fn,
+                reference=self.original, context=context)
         self.unlearned, self.history, self.selection_, self.facts = (work, history,
                                                                      selection, facts)
         return FitResult(work.model, history)
@@ -168,9 +171,10 @@ class Unlearner:
             oracle_adapter = oracle if isinstance(oracle, ModelAdapter) else \
                 type(self.adapter)(oracle, self.adapter.params)
         run_info = {**self.facts, "oracle_seconds": None}
-        return evaluate_models(chosen, splits, {"original": self.original,
-                                                "unlearned": self.unlearned,
-                                                "oracle": oracle_adapter}, run_info)
+        with using_registry(registry):
+            return evaluate_models(chosen, splits, {"original": self.original,
+                                                    "unlearned": self.unlearned,
+                                                    "oracle": oracle_adapter}, run_info)
 
 
 def _lookup(registry: Any, kind: str, name: str, problems: list[ConfigProblem]) -> Any:

@@ -44,16 +44,13 @@ class Loss(Component):
         raise NotImplementedError
 
 
-_DEFAULT_REGISTRY: list[Registry] = []
 
 
 def _default_registry() -> Registry:
-    """The registry of the installed plugins, built once per process."""
-    if not _DEFAULT_REGISTRY:
-        from erasus.plugins import load_registry
+    """The active registry (the run's plugin manager's, else the installed plugins')."""
+    from erasus.plugins import active_registry
 
-        _DEFAULT_REGISTRY.append(load_registry())
-    return _DEFAULT_REGISTRY[0]
+    return active_registry()
 
 
 def get_loss(name: str, *, registry: Registry | None = None, **params: Any) -> Loss:

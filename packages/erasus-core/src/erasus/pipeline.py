@@ -25,6 +25,7 @@ from erasus.config import ResolvedComponent, ResolvedConfig, config_hash, load_c
 from erasus.errors import DivergenceError, ErasusError, IncompatibleComponentError
 from erasus.evaluation import ROLES, EvalContext, Measurement, RunEvalContext
 from erasus.monitor import ResourceMonitor
+from erasus.plugins import using_registry
 from erasus.rundir import RunDirectory
 
 if TYPE_CHECKING:
@@ -234,7 +235,7 @@ def unlearn(adapter: ModelAdapter, strategy: Strategy, selector: Selector, forge
                                    collate_fn=collate_fn)
     if context.record is None:
         context.record = run.record
-    for kind in sorted(record_kinds(type(selector).needs)):
+    for kind in sorted(record_kinds(selector.runtime_needs())):
         require_record(context.record, kind, f"selector {selector.name}")
     kwargs: dict[str, Any] = {}
     if "context" in inspect.signature(selector.select).parameters:
@@ -386,7 +387,8 @@ def run(config: str | Path | dict[str, Any], *, overrides: list[str] | tuple[str
     with _RunLog(rd.work / "run.log"):
         log.info("erasus %s: run %s (resume=%s)", __version__, rd.final, resume)
         try:
-            result = _execute(resolved, resolved_dict, rd, run_obj, pm, tracker, progress)
+            with using_registry(pm.registry):
+                result = _execute(resolved, resolved_dict, rd, run_obj, pm, tracker, progress)
         except DivergenceError as exc:
             rd.set_status("diverged", step=exc.step, last_good_step=exc.last_good_step)
             log.error("%s", exc)
@@ -422,7 +424,8 @@ def _execute(resolved: ResolvedConfig, resolved_dict: dict[str, Any], rd: RunDir
     from erasus.record import record_kinds
     from erasus.selection import SelectionContext
 
-    kinds = record_kinds(resolved.selector.info.needs | resolved.strategy.info.needs)
+    selector = resolved.selector.create()
+    kinds = record_kinds(selector.runtime_needs() | resolved.strategy.info.needs)
     original, original_seconds, record = load_original(resolved, splits, cache, progress,
                                                        kinds)
     oracle, oracle_seconds = load_oracle(resolved, splits, original, cache, progress)
@@ -445,7 +448,7 @@ def _execute(resolved: ResolvedConfig, resolved_dict: dict[str, Any], rd: RunDir
                                forget_train_indices=list(splits.forget_indices) or None,
                                collate_fn=splits.collate_fn)
     history, selection, facts = unlearn(
-        unlearned, strategy, resolved.selector.create(), splits.forget, splits.retain, ctx,
+        unlearned, strategy, selector, splits.forget, splits.retain, ctx,
         info=splits.info, collate_fn=splits.collate_fn, reference=original, context=context)
     log.info("unlearning took %.2fs over %d steps", facts["unlearn_seconds"],
              history.num_steps)
@@ -529,8 +532,9 @@ def evaluate(source: str | Path | dict[str, Any], *, overrides: list[str] | tupl
         if adapter is not None:
             adapter.to(device)
             adapter.model.eval()
-    metrics = evaluate_models(resolved.metrics, splits, adapters, run_info,
-                              batch_size=resolved.config.run.eval_batch_size)
+    with using_registry(pm.registry):
+        metrics = evaluate_models(resolved.metrics, splits, adapters, run_info,
+                                  batch_size=resolved.config.run.eval_batch_size)
     if run_info:
         metrics["run_info"] = run_info
     return metrics

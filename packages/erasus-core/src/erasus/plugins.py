@@ -20,6 +20,9 @@ import importlib
 import importlib.metadata as md
 import os
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,8 +39,10 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "ErasusPluginManager",
     "PluginRecord",
+    "active_registry",
     "get_plugin_manager",
     "load_registry",
+    "using_registry",
 ]
 
 ENTRY_POINT_GROUP = "erasus"
@@ -255,3 +260,33 @@ def get_plugin_manager(*, entrypoints: bool = True, strict: bool | None = None,
 def load_registry(pm: ErasusPluginManager | None = None) -> Registry:
     """The registry of ``pm`` (default: a fresh plugin manager with installed plugins)."""
     return (pm or get_plugin_manager()).registry
+
+
+_ACTIVE: ContextVar[Registry | None] = ContextVar("erasus_active_registry", default=None)
+_INSTALLED: list[Registry] = []
+
+
+def active_registry() -> Registry:
+    """The registry components resolve other components in (``voting``'s members, a
+    ``lora`` strategy's inner strategy, a loss named in a config).
+
+    Inside :func:`erasus.run`, :func:`erasus.evaluate` and ``Unlearner`` that is the
+    registry of the plugin manager they were given; elsewhere the installed plugins'
+    registry, built once per process.
+    """
+    active = _ACTIVE.get()
+    if active is not None:
+        return active
+    if not _INSTALLED:
+        _INSTALLED.append(load_registry())
+    return _INSTALLED[0]
+
+
+@contextmanager
+def using_registry(registry: Registry) -> Iterator[Registry]:
+    """Make ``registry`` the :func:`active_registry` inside the ``with`` block."""
+    token = _ACTIVE.set(registry)
+    try:
+        yield registry
+    finally:
+        _ACTIVE.reset(token)

@@ -104,6 +104,12 @@ class Selector(Component):
     Params: ClassVar[type[Params]] = SelectorParams
     supports_partial_budget: ClassVar[bool] = True
 
+    def runtime_needs(self) -> frozenset[str]:
+        """What this instance needs from the pipeline: the class's ``needs`` by default;
+        selectors built from other selectors (``voting``) add their members' needs, so
+        the pipeline records the training history a member needs."""
+        return frozenset(type(self).needs)
+
     def select(self, adapter: ModelAdapter, forget: Any, *, seed: int = 0,
                collate_fn: Any = None, context: SelectionContext | None = None
                ) -> Selection:
