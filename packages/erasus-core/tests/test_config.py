@@ -63,6 +63,20 @@ def test_the_base_config_is_valid() -> None:
     assert [m.info.name for m in resolved.metrics] == ["accuracy", "mia_efficacy", "avg_gap"]
 
 
+def test_train_name_picks_the_training_strategy_and_validates_its_params() -> None:
+    cfg = base()
+    cfg["train"] = {"name": "finetune", "epochs": 2}
+    resolved = load_config(cfg, _registry())
+    assert resolved.train.info.name == "finetune" and resolved.train.params.epochs == 2
+    assert resolved.to_dict()["train"]["name"] == "finetune"
+    # the retrain oracle does not inherit another strategy's recipe
+    assert resolved.oracle.info.name == "retrain" and resolved.oracle.params.epochs == 20
+    cfg["train"] = {"name": "retrian"}
+    assert "did you mean 'retrain'" in problems_of(cfg)["train.name"]
+    cfg["train"] = {"name": "finetune", "shards": 3}
+    assert "train.shards" in problems_of(cfg)
+
+
 # -- overrides -------------------------------------------------------------------------
 @pytest.mark.parametrize(("raw", "expected"), [
     ("3", 3),

@@ -93,8 +93,10 @@ class RunConfig(_Strict):
     data: ComponentSection = Field(description="The dataset provider and its parameters.")
     train: dict[str, Any] = Field(
         default_factory=dict,
-        description="Recipe (retrain strategy parameters) for training the original model "
-        "when model.path is not given; the oracle reuses it.")
+        description="Recipe for training the original model when model.path is not given: "
+        "`name` picks the training strategy (default retrain; e.g. sisa for a sharded "
+        "ensemble, certified_training for objective perturbation), the other keys are its "
+        "parameters. An oracle with the same strategy reuses them.")
     selector: ComponentSection = Field(
         default_factory=lambda: ComponentSection(name="full"),
         description="Coreset selector applied to the forget set.")
@@ -275,7 +277,8 @@ class ResolvedConfig:
             "seed": self.config.seed,
             "model": section(self.model),
             "data": section(self.data),
-            "train": self.train.params.model_dump(mode="json"),
+            "train": ({"name": self.train.info.name} if self.train.info.name != "retrain"
+                      else {}) | self.train.params.model_dump(mode="json"),
             "selector": section(self.selector),
             "strategy": section(self.strategy),
             "oracle": None,
@@ -347,11 +350,18 @@ def resolve_config(data: dict[str, Any], registry: Any, *, source: str | None = 
                         "selector", problems)
     strategy = _resolve(registry, "strategy", config.strategy.name, config.strategy.params,
                         "strategy", problems)
-    train = _resolve(registry, "strategy", "retrain", config.train, "train", problems)
+    train_params = dict(config.train)
+    train_name = train_params.pop("name", "retrain")
+    if not isinstance(train_name, str):
+        problems.append(ConfigProblem("train.name", "must be a strategy name"))
+        train_name = "retrain"
+    train = _resolve(registry, "strategy", train_name, train_params, "train", problems)
     oracle = None
     if config.oracle is not None:
-        # The oracle reuses the train recipe; if that is broken, it is reported once, at train.
-        oparams = {**(config.train if train is not None else {}), **config.oracle.params}
+        # An oracle of the train strategy reuses its recipe; if that is broken, it is
+        # reported once, at train.
+        reuse = train is not None and config.oracle.strategy == train_name
+        oparams = {**(train_params if reuse else {}), **config.oracle.params}
         oracle = _resolve(registry, "strategy", config.oracle.strategy, oparams, "oracle",
                           problems, name_key="strategy")
         if model is not None:

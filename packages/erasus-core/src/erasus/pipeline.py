@@ -127,6 +127,10 @@ def _cached_model(cache: Path, key: dict[str, Any], resolved: ResolvedConfig,
     return adapter, seconds, False, directory
 
 
+def _train_key(resolved: ResolvedConfig) -> dict[str, Any]:
+    return {"name": resolved.train.info.name, **resolved.train.params.model_dump(mode="json")}
+
+
 def _model_key(resolved: ResolvedConfig) -> dict[str, Any]:
     section = resolved.to_dict()
     return {"model": section["model"], "data": section["data"], "seed": resolved.config.seed}
@@ -173,7 +177,7 @@ def load_original(resolved: ResolvedConfig, splits: Splits, cache: Path,
         return adapter, seconds
 
     key = {**_model_key(resolved), "role": "original",
-           "train": resolved.train.params.model_dump(mode="json")}
+           "train": _train_key(resolved)}
     if record:
         key["record"] = sorted(record)
     adapter, seconds, _, directory = _cached_model(cache, key, resolved, splits.info, make)
@@ -198,7 +202,7 @@ def load_oracle(resolved: ResolvedConfig, splits: Splits, original: ModelAdapter
 
     key = {**_model_key(resolved), "role": "oracle",
            "original": getattr(resolved.model.params, "path", None) or
-           resolved.train.params.model_dump(mode="json"),
+           _train_key(resolved),
            "strategy": resolved.oracle.info.name,
            "params": resolved.oracle.params.model_dump(mode="json")}
     adapter, seconds, _, _ = _cached_model(cache, key, resolved, splits.info, make)
