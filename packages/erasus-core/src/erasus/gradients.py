@@ -12,6 +12,7 @@ batch-norm in training mode, or whose loss needs a partner example, take the loo
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ __all__ = [
     "flat_params",
     "hvp",
     "iter_example_grads",
+    "math_attention",
     "mean_grad",
     "param_names",
     "per_example_grads",
@@ -53,6 +55,20 @@ def param_names(adapter: ModelAdapter, names: Sequence[str] | str | None = None)
         raise IncompatibleComponentError(
             f"model '{adapter.name}' has no trainable parameters {', '.join(unknown[:5])}")
     return [n for n in trainable if n in set(names)]
+
+
+@contextmanager
+def math_attention() -> Iterator[None]:
+    """Run scaled-dot-product attention on its differentiable math kernel, so that
+    Hessian-vector products (double back-propagation) work through transformer models
+    (the fused CPU and flash kernels have no second derivative)."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # pragma: no cover - older torch: every kernel is the math one
+        yield
+        return
+    with sdpa_kernel(SDPBackend.MATH):
+        yield
 
 
 def flat_params(adapter: ModelAdapter, names: Sequence[str] | str | None = None
@@ -250,7 +266,8 @@ def hvp(adapter: ModelAdapter, dataset: Any, vector: torch.Tensor, *,
         collate_fn: Any = None, loss_fn: Any = None, damping: float = 0.0) -> torch.Tensor:
     """``(H + damping I) v``: the mean-loss Hessian over ``dataset`` times ``vector``.
 
-    Exact (double back-propagation, batch by batch), never forming ``H``.
+    Exact (double back-propagation, batch by batch), never forming ``H``; attention runs
+    on its math kernel, the one with a second derivative.
     """
     import torch
 
@@ -264,14 +281,15 @@ def hvp(adapter: ModelAdapter, dataset: Any, vector: torch.Tensor, *,
     was_training = model.training
     model.eval()
     try:
-        for _, batch in _batches(adapter, dataset, batch_size, collate_fn):
-            loss = loss_fn(adapter, batch).sum() / n
-            grads = torch.autograd.grad(loss, selected, create_graph=True, allow_unused=True)
-            flat = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
-                              for g, p in zip(grads, selected, strict=True)])
-            hv = torch.autograd.grad(flat @ vector, selected, allow_unused=True)
-            out += torch.cat([(h if h is not None else torch.zeros_like(p)).reshape(-1)
-                              for h, p in zip(hv, selected, strict=True)]).detach()
+        with math_attention():
+            for _, batch in _batches(adapter, dataset, batch_size, collate_fn):
+                loss = loss_fn(adapter, batch).sum() / n
+                grads = torch.autograd.grad(loss, selected, create_graph=True, allow_unused=True)
+                flat = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                                  for g, p in zip(grads, selected, strict=True)])
+                hv = torch.autograd.grad(flat @ vector, selected, allow_unused=True)
+                out += torch.cat([(h if h is not None else torch.zeros_like(p)).reshape(-1)
+                                  for h, p in zip(hv, selected, strict=True)]).detach()
     finally:
         model.train(was_training)
     return out + damping * vector
