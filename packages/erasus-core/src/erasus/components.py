@@ -76,6 +76,10 @@ class Component:
     kind: ClassVar[str]
     modalities: ClassVar[tuple[str, ...]] = (ANY_MODALITY,)
     needs: ClassVar[frozenset[str]] = frozenset()
+    #: Registry names of the only model adapters the component runs on (empty: any
+    #: adapter of a supported modality), for components that need one family's model
+    #: structure (SISA's ensemble, certified removal's linear classifier).
+    adapters: ClassVar[tuple[str, ...]] = ()
     Params: ClassVar[type[BaseModel]] = Params
     paper: ClassVar[Paper | None]
 

@@ -395,8 +395,10 @@ def resolve_config(data: dict[str, Any], registry: Any, *, source: str | None = 
     if config.tracking is not None:
         tracker = _resolve(registry, "tracker", config.tracking.name, config.tracking.params,
                            "tracking", problems)
-    if strategy is not None and model is not None:
-        _check_modality(strategy, model, problems)
+    if model is not None:
+        for component in (strategy, selector, train, oracle):
+            if component is not None:
+                _check_modality(component, model, problems)
     if problems:
         raise ConfigError(problems, source=source)
     assert model and dataset and selector and strategy and train
@@ -425,6 +427,13 @@ def _check_modality(component: ResolvedComponent, model: ResolvedComponent,
                     problems: list[ConfigProblem]) -> None:
     supported = component.info.modalities
     model_modalities = model.info.modalities
+    only = tuple(getattr(component.info.cls, "adapters", ()) or ())
+    if only and model.info.name not in only:
+        problems.append(ConfigProblem(
+            f"{component.path}.name",
+            f"{component.info.kind} '{component.info.name}' runs only on model "
+            f"{' or '.join(repr(a) for a in only)}, not '{model.info.name}'"))
+        return
     if "any" in supported or any(m in supported for m in model_modalities):
         return
     problems.append(ConfigProblem(

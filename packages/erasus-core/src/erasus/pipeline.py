@@ -196,7 +196,8 @@ def load_oracle(resolved: ResolvedConfig, splits: Splits, original: ModelAdapter
     def make(directory: Path) -> tuple[ModelAdapter, float]:
         seed_everything(resolved.config.seed)
         adapter = original.clone()
-        seconds = _train(resolved.oracle.create(), adapter, splits.forget, splits.retain,
+        # from scratch on the retain set, as the original on the train set: no forget set
+        seconds = _train(resolved.oracle.create(), adapter, None, splits.retain,
                          splits, resolved.config.seed, progress, "training the oracle")
         return adapter, seconds
 

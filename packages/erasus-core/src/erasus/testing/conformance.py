@@ -33,6 +33,12 @@ What components declare for the suites (read with ``getattr`` and a default):
   only ever return the whole forget set (``full``); the suite then checks that a partial
   budget is refused with an error instead of silently ignored.
 - ``Metric.outputs``, ``scope`` and ``requires`` (already part of the Metric contract).
+- ``adapters`` (default: none): registry names of the only model adapters the component
+  runs on, for components that need one family's model structure (SISA's ensemble, the
+  certified linear classifier); its cases pair it with those adapters alone.
+- ``conformance_problem(adapter_cls, seed)`` (a classmethod, optional): the tiny problem
+  to check the component on instead of the adapter's own, for components that need a
+  model trained their own way (see :func:`component_problem`).
 
 Every model adapter must implement ``tiny_problem(seed)``: a tiny trained model and its
 forget/retain/test data, small enough that each check here runs in well under 2 seconds.
@@ -62,6 +68,7 @@ __all__ = [
     "check_selector",
     "check_strategy",
     "check_strategy_resume",
+    "component_problem",
     "dataset_cases",
     "declared_effects",
     "has_tiny_problem",
@@ -177,6 +184,29 @@ def tiny_problem(adapter_cls: type, seed: int = 0, needs: Any = ()) -> TinyProbl
         if hasattr(cached, attr):
             setattr(problem, attr, getattr(cached, attr))
     return problem
+
+
+def component_problem(info: ComponentInfo, adapter_cls: type, seed: int = 0) -> TinyProblem:
+    """The tiny problem a component is checked on with ``adapter_cls``.
+
+    A component whose methods need a model trained in its own way (certified removal's
+    objective-perturbed linear model, SISA's sharded ensemble and its slice checkpoints)
+    declares a classmethod ``conformance_problem(adapter_cls, seed)`` returning that
+    problem (a fresh copy per call), or ``None`` for adapters it has none for; every other
+    component gets the adapter's :func:`tiny_problem`, with the training record its
+    ``needs`` name.
+    """
+    from erasus.adapters import TinyProblem
+
+    make = getattr(info.cls, "conformance_problem", None)
+    if callable(make):
+        problem = make(adapter_cls, seed)
+        if problem is not None:
+            _expect(isinstance(problem, TinyProblem),
+                    f"{_label(info)}: conformance_problem() returned "
+                    f"{type(problem).__name__}, not an erasus.adapters.TinyProblem")
+            return problem
+    return tiny_problem(adapter_cls, seed, info.needs)
 
 
 def _family_params(problem: TinyProblem, strategy_cls: type,
@@ -317,6 +347,10 @@ def _tested_adapters(registry: Registry) -> list[ComponentInfo]:
 def _supports(info: ComponentInfo, adapter: ComponentInfo) -> bool:
     from erasus.components import ANY_MODALITY
 
+    # a component may name the adapters it runs on (``adapters = ("classifier",)``)
+    only = tuple(getattr(info.cls, "adapters", ()) or ())
+    if only and adapter.name not in only:
+        return False
     mods = set(info.modalities)
     return ANY_MODALITY in mods or bool(mods & set(adapter.modalities))
 
@@ -591,7 +625,7 @@ def check_strategy(strategy_info: ComponentInfo, adapter_info: ComponentInfo | N
     where = f"{label} on model '{adapter_info.name}'"
     _expect(issubclass(cls, Strategy), f"{label} is not a subclass of Strategy")
     effects = declared_effects(cls)
-    problem = tiny_problem(adapter_info.cls, seed, strategy_info.needs)
+    problem = component_problem(strategy_info, adapter_info.cls, seed)
     splits = tiny_splits(problem, adapter_info)
     original = problem.adapter
     before = _snapshot(original)
@@ -687,7 +721,7 @@ def check_strategy_resume(strategy_info: ComponentInfo, adapter_info: ComponentI
     fields = cls.Params.model_fields
     _expect("checkpoint_every" in fields and "max_steps" in fields,
             f"{where}: a LossStrategy's Params must extend erasus.strategy.LoopParams")
-    problem = tiny_problem(adapter_info.cls, seed, strategy_info.needs)
+    problem = component_problem(strategy_info, adapter_info.cls, seed)
     splits = tiny_splits(problem, adapter_info)
     original = problem.adapter
     run_params = _small_params(cls.Params, steps, {"checkpoint_every": 1,
@@ -773,7 +807,7 @@ def check_selector(selector_info: ComponentInfo, adapter_info: ComponentInfo | N
     _expect("budget" in cls.Params.model_fields,
             f"{label}: its Params must extend erasus.selection.SelectorParams (no 'budget')")
     partial_ok = bool(getattr(cls, "supports_partial_budget", True))
-    problem = tiny_problem(adapter_info.cls, seed, selector_info.needs)
+    problem = component_problem(selector_info, adapter_info.cls, seed)
     adapter = problem.adapter
     forget = problem.forget
     extra = _selection_kwargs(cls, problem)

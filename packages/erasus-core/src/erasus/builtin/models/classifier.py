@@ -45,14 +45,25 @@ def inputs_and_labels(batch: Any, model: str, input_keys: tuple[str, ...] = _INP
 class ClassifierParams(ModelParams):
     """Parameters of the classifier adapter."""
 
-    arch: Literal["mlp", "small_cnn", "resnet"] = Field(
-        "small_cnn", description="Zoo network to build when no model is given or loaded.")
-    hidden: int = Field(64, ge=1, description="Width of the penultimate (feature) layer.")
+    arch: Literal["linear", "mlp", "small_cnn", "resnet"] = Field(
+        "small_cnn", description="Zoo network to build when no model is given or loaded "
+        "('linear': logistic / softmax regression on the flattened input, what "
+        "certified_training and certified_removal need).")
+    hidden: int = Field(64, ge=1, description="Width of the penultimate (feature) layer "
+                        "(not used by 'linear').")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the last layer.")
     num_classes: int | None = Field(
         None, ge=2, description="Number of classes (default: from the data set).")
     input_shape: list[int] | None = Field(
         None, description="Shape of one input (default: from the data set).")
+    ensemble: int = Field(
+        1, ge=1, description="Number of member networks: more than 1 builds an "
+        "erasus.ensemble.Ensemble of that many networks of 'arch' whose prediction "
+        "aggregates theirs (SISA trains one member per shard).")
+    aggregation: Literal["softmax_mean", "majority_vote"] = Field(
+        "softmax_mean", description="How an ensemble combines its members: the mean of their "
+        "softmax outputs, or a majority vote of their predicted classes (ties to the higher "
+        "mean probability).")
 
 
 class ClassifierAdapter(ModelAdapter):
@@ -81,8 +92,17 @@ class ClassifierAdapter(ModelAdapter):
             raise IncompatibleComponentError(
                 "model 'classifier' needs num_classes and input_shape to build a network; "
                 "set model.num_classes and model.input_shape or use a data set that gives them")
-        network = build_network(params.arch, tuple(shape), int(num_classes),
-                                hidden=params.hidden, dropout=params.dropout)
+        def network_of_arch() -> Any:
+            return build_network(params.arch, tuple(shape), int(num_classes),
+                                 hidden=params.hidden, dropout=params.dropout)
+
+        if params.ensemble > 1:
+            from erasus.ensemble import Ensemble
+
+            network = Ensemble([network_of_arch() for _ in range(params.ensemble)],
+                               params.aggregation)
+        else:
+            network = network_of_arch()
         params = params.model_copy(update={"num_classes": int(num_classes),
                                            "input_shape": [int(d) for d in shape]})
         return cls(network, params)
