@@ -20,9 +20,11 @@ def test_every_component_has_a_case():
     assert {p.values[0].name for p in SUITE.models} == {"causal_lm"}
     assert {p.values[0].name for p in SUITE.datasets} == {"synthetic_qa", "qa_json"}
     # every generic ("any") component of the core pairs with the causal LM adapter
-    assert {p.values[0].name for p in SUITE.strategies} == {
-        "retrain", "finetune", "gradient_ascent", "gradient_difference"}
-    assert {p.values[0].name for p in SUITE.selectors} == {"full", "random"}
-    assert {p.values[0].name for p in SUITE.metrics} == {"loss", "mia", "time", "memory"}
+    mods = SUITE.models[0].values[0].modalities
+    for kind, cases in (("strategy", SUITE.strategies), ("selector", SUITE.selectors),
+                        ("metric", SUITE.metrics)):
+        assert {p.values[0].name for p in cases} == c.builtin_components(kind, "causal_lm",
+                                                                         mods), kind
+    assert {"gradient_ascent", "npo", "simnpo"} <= {p.values[0].name for p in SUITE.strategies}
     for case in (*SUITE.strategies, *SUITE.selectors, *SUITE.metrics):
         assert case.values[1] is not None and case.values[1].name == "causal_lm"

@@ -372,6 +372,17 @@ class WhisperAdapter(ModelAdapter):
         """Mean token NLL of each transcript (its tokens and EOS), shape ``[batch]``."""
         return self._token_nll(self._logits(batch), batch["labels"])
 
+    def token_losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each transcript token's NLL and its mask, ``[batch, T]`` (their masked mean is
+        :meth:`per_example_loss`; the mask's row sum is the transcript length)."""
+        import torch.nn.functional as F
+
+        labels = batch["labels"]
+        nll = F.cross_entropy(self._logits(batch).float().transpose(1, 2), labels,
+                              ignore_index=-100, reduction="none")
+        mask = labels != -100
+        return nll * mask, mask
+
     def encode(self, batch: dict[str, Any]) -> torch.Tensor:
         """The encoder's last hidden state, ``[batch, positions, d_model]``."""
         return self.model.get_encoder()(batch["input_features"]).last_hidden_state

@@ -181,6 +181,26 @@ class ModelAdapter(Component):
         """
         raise NotImplementedError
 
+    def token_losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss of each target token of each example: ``(losses, mask)``, ``[batch, T]``.
+
+        An example's target ``y`` is what its loss scores: one label for a classifier, the
+        answer tokens for a language model. ``losses[i, t]`` is the loss of target token
+        ``t`` of example ``i`` where ``mask[i, t]`` is true (zero elsewhere), and the mean
+        of an example's masked losses is its :meth:`per_example_loss`. For likelihood
+        losses, ``-(losses * mask).sum(1)`` is ``log p(y|x)`` and ``mask.sum(1)`` the target
+        length ``|y|`` (what NPO, SimNPO and WGA need).
+
+        The default counts the whole example as ONE target (``T = 1``, ``|y| = 1``): right
+        for classifiers and for losses that are not averaged over tokens (a diffusion
+        model's denoising error). An adapter whose per-example loss is a mean over several
+        target tokens must override this.
+        """
+        import torch
+
+        loss = self.per_example_loss(batch)
+        return loss.unsqueeze(1), torch.ones_like(loss, dtype=torch.bool).unsqueeze(1)
+
     def outputs(self, batch: Batch, *, features: bool = False) -> dict[str, torch.Tensor]:
         """Everything metrics need from one forward pass: at least ``loss`` per example.
 

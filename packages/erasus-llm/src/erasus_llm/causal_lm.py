@@ -50,6 +50,7 @@ __all__ = [
     "CausalLMAdapter",
     "CausalLMParams",
     "answer_nll",
+    "answer_token_nll",
     "tiny_config",
 ]
 
@@ -151,11 +152,12 @@ def _check_template(value: str, field: str) -> str:
     return value
 
 
-def answer_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-example mean NLL of the labelled tokens, with the causal shift; shape ``[batch]``.
+def answer_token_nll(logits: torch.Tensor, labels: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """NLL of each labelled token and the mask of labelled tokens, both ``[batch, time]``.
 
     ``labels[:, t]`` is predicted from ``logits[:, t - 1]``; positions labelled -100 (the
-    prompt, padding) do not count. The logits are upcast to float32.
+    prompt, padding) are masked out and hold 0. The logits are upcast to float32.
     """
     import torch.nn.functional as F
 
@@ -163,7 +165,17 @@ def answer_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
     nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(),
                           ignore_index=IGNORE_INDEX, reduction="none").view_as(targets)
-    return nll.sum(dim=1) / (targets != IGNORE_INDEX).sum(dim=1)
+    return nll, targets != IGNORE_INDEX
+
+
+def answer_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-example mean NLL of the labelled tokens, with the causal shift; shape ``[batch]``.
+
+    ``labels[:, t]`` is predicted from ``logits[:, t - 1]``; positions labelled -100 (the
+    prompt, padding) do not count. The logits are upcast to float32.
+    """
+    nll, mask = answer_token_nll(logits, labels)
+    return nll.sum(dim=1) / mask.sum(dim=1)
 
 
 def tiny_config(overrides: dict[str, Any] | None, tokenizer: Any) -> Any:
@@ -471,6 +483,15 @@ class CausalLMAdapter(ModelAdapter):
     def per_example_loss(self, batch: dict[str, Any]) -> torch.Tensor:
         """Mean NLL of each example's answer tokens (EOS included), shape ``[batch]``."""
         return answer_nll(self._forward(batch).logits, batch["labels"])
+
+    def token_losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """NLL of each answer token (EOS included) and the answer-token mask, ``[batch, T]``.
+
+        ``-(losses * mask).sum(1)`` is the answer's log-likelihood ``log p(y|x)`` and
+        ``mask.sum(1)`` its length ``|y|`` in tokens; the masked mean is
+        :meth:`per_example_loss`.
+        """
+        return answer_token_nll(self._forward(batch).logits, batch["labels"])
 
     def outputs(self, batch: dict[str, Any], *, features: bool = False
                 ) -> dict[str, torch.Tensor]:

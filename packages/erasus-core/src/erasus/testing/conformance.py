@@ -61,6 +61,7 @@ __all__ = [
     "RUN_INFO",
     "ConformanceError",
     "PluginSuite",
+    "builtin_components",
     "check_dataset",
     "check_metric",
     "check_model_adapter",
@@ -380,6 +381,24 @@ def _single_cases(registry: Registry, kind: str, plugin: str | None) -> list[Any
             if plugin is None or info.plugin == plugin]
 
 
+def builtin_components(kind: str, adapter: str, modalities: tuple[str, ...]) -> set[str]:
+    """Names of the core's built-in components of ``kind`` that run on an adapter named
+    ``adapter`` with ``modalities``: those of modality ``"any"`` or a shared one, unless
+    the component names the only adapters it runs on. A plugin's tests compare their
+    cases with it, so no generic component silently stops being checked on their model."""
+    from erasus.plugins import get_plugin_manager
+
+    core = get_plugin_manager(entrypoints=False).registry
+    names = set()
+    for info in core.entries(kind):
+        only = tuple(getattr(info.cls, "adapters", ()) or ())
+        if only and adapter not in only:
+            continue
+        if "any" in info.modalities or set(info.modalities) & set(modalities):
+            names.add(info.name)
+    return names
+
+
 def model_cases(registry: Registry, plugin: str | None = None) -> list[Any]:
     """One ``pytest.param(adapter_info)`` per registered model adapter."""
     return _single_cases(registry, "model", plugin)
@@ -473,6 +492,17 @@ def check_model_adapter(adapter_info: ComponentInfo, seed: int = 0) -> None:
             f"{sorted(outputs)}")
     _expect(torch.allclose(outputs["loss"].float(), loss.float(), rtol=1e-4, atol=1e-5),
             f"{label}: outputs(batch)['loss'] differs from per_example_loss(batch)")
+    # NPO, SimNPO and WGA read target tokens: their masked mean must be the loss
+    with torch.no_grad():
+        token_loss, mask = adapter.token_losses(batch)
+    _expect(token_loss.shape == mask.shape and token_loss.shape[0] == size
+            and bool(mask.any(dim=1).all()),
+            f"{label}: token_losses must return (losses, mask) of equal shape [{size}, T] "
+            "with at least one target token per example")
+    mean = (token_loss * mask).sum(1) / mask.sum(1)
+    _expect(torch.allclose(mean.float(), loss.float(), rtol=1e-4, atol=1e-5),
+            f"{label}: the masked mean of token_losses differs from per_example_loss; an "
+            "adapter whose loss averages several target tokens must override token_losses")
 
     # Gradients must flow, or no loss-based strategy can run on this adapter.
     adapter.model.zero_grad(set_to_none=True)

@@ -1,0 +1,223 @@
+"""LoRA: run any loss-based strategy on low-rank adapters (PEFT), then merge them in."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, model_validator
+
+from erasus.components import Paper
+from erasus.errors import IncompatibleComponentError, MissingDependencyError
+from erasus.strategy import Strategy, StrategyParams
+
+if TYPE_CHECKING:
+    import torch
+
+    from erasus.adapters import ModelAdapter
+    from erasus.strategy import History, LossStrategy, RunContext, UnlearnData
+
+__all__ = ["LoRA", "LoRAParams", "loss_strategies", "target_module_names"]
+
+_INSTALL_HINT = ('strategy \'lora\' needs the peft package: pip install "erasus[lora]" '
+                 "(or pip install peft)")
+
+
+def loss_strategies() -> dict[str, type]:
+    """The registered strategies ``lora`` can wrap, by name: every loss-based strategy
+    (a :class:`~erasus.strategy.LossStrategy`) except those that retrain from scratch or
+    need a training record (their edits are not low-rank updates of the original)."""
+    from erasus.plugins import active_registry
+    from erasus.record import record_kinds
+    from erasus.strategy import LossStrategy
+
+    out = {}
+    for info in active_registry().entries("strategy"):
+        cls = info.cls
+        if not (isinstance(cls, type) and issubclass(cls, LossStrategy)):
+            continue
+        effect = getattr(cls, "effect", None)
+        effects = (effect,) if isinstance(effect, str) else tuple(effect or ())
+        if "retrain_from_scratch" in effects or record_kinds(info.needs):
+            continue
+        out[info.name] = cls
+    return out
+
+
+class LoRAParams(StrategyParams):
+    """Parameters of LoRA unlearning: the wrapped strategy and the low-rank adapters."""
+
+    strategy: str = Field(
+        "simnpo", description="Registered name of the loss-based strategy to run "
+        "on the adapters (e.g. gradient_difference, npo, negative_gradient, scrub).")
+    strategy_params: dict[str, Any] = Field(
+        default_factory=dict, description="Parameters of that strategy (its own Params).")
+    r: int = Field(8, ge=1, description="Rank of each low-rank update B @ A.")
+    alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator: the update added to "
+                         "a weight is (alpha / r) * B @ A.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the input of the LoRA path.")
+    target_modules: list[str] | None = Field(
+        None, description="Names (or name suffixes) of the layers that get adapters (Linear, "
+        "transformers Conv1D or Conv1d/2d/3d layers); default: every dense layer (Linear and "
+        "transformers Conv1D, as the LoRA paper's attention and MLP projections) except a "
+        "language model's output embedding.")
+    lr: float | None = Field(
+        5e-3, gt=0, description="Learning rate of the wrapped strategy (overrides "
+        "strategy_params.lr; None: the strategy's own). The adapters start at zero and "
+        "usually need a larger rate than full fine-tuning.")
+    max_steps: int | None = Field(
+        None, ge=1, description="Stop the wrapped strategy after this many optimizer steps "
+        "(overrides strategy_params.max_steps when set).")
+
+    @model_validator(mode="after")
+    def _known_strategy(self) -> LoRAParams:
+        choices = loss_strategies()
+        if self.strategy not in choices:
+            raise ValueError(
+                f"strategy '{self.strategy}' cannot run through LoRA: it is not a registered "
+                "loss-based strategy (one-step strategies, retraining from scratch and "
+                "training-record methods edit weights in ways a low-rank update cannot); "
+                f"choose one of: {', '.join(sorted(choices))}")
+        inner_params = choices[self.strategy].Params
+        try:
+            inner_params(**self.inner_overrides())
+        except ValueError as exc:
+            raise ValueError(f"strategy_params for '{self.strategy}': {exc}") from None
+        return self
+
+    def inner_overrides(self) -> dict[str, Any]:
+        """The wrapped strategy's parameters: ``strategy_params`` with ``lr`` and
+        ``max_steps`` when set."""
+        out = dict(self.strategy_params)
+        if self.lr is not None:
+            out["lr"] = self.lr
+        if self.max_steps is not None:
+            out["max_steps"] = self.max_steps
+        return out
+
+
+def _layer_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """``(dense, supported)``: the default targets (Linear, transformers' Conv1D) and every
+    layer type peft's LoRA supports here (those and Conv1d/2d/3d)."""
+    import torch
+
+    dense: list[type] = [torch.nn.Linear]
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:  # transformers is optional
+        pass
+    else:
+        dense.append(Conv1D)
+    return tuple(dense), (*dense, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+
+
+def target_module_names(model: torch.nn.Module, targets: list[str] | None) -> list[str]:
+    """The full names of the layers that get adapters (see ``LoRAParams.target_modules``)."""
+    dense, supported = _layer_types()
+    layers = [name for name, m in model.named_modules() if name and isinstance(m, supported)]
+    if targets is None:
+        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") \
+            else None
+        chosen = [name for name, m in model.named_modules()
+                  if name and isinstance(m, dense) and m is not head]
+        if not chosen:
+            raise IncompatibleComponentError(
+                f"strategy 'lora': {type(model).__name__} has no Linear or Conv1D layer to put "
+                "low-rank adapters on; name convolution layers in target_modules")
+        return chosen
+    chosen, missing = [], []
+    for target in targets:
+        hits = [n for n in layers if n == target or n.endswith("." + target)]
+        if not hits:
+            missing.append(target)
+        chosen += [n for n in hits if n not in chosen]
+    if missing:
+        shown = ", ".join(layers[:12]) + (" ..." if len(layers) > 12 else "")
+        raise IncompatibleComponentError(
+            f"strategy 'lora': target_modules {missing} match no Linear, Conv or Conv1D layer "
+            f"of {type(model).__name__}; its layers are: {shown or 'none'}")
+    return chosen
+
+
+class LoRA(Strategy):
+    """LoRA (Hu et al. 2022): run a loss-based strategy on low-rank adapters, then merge them.
+
+    Each target layer ``W`` gets a trainable update ``(alpha / r) * B @ A`` (``A`` random,
+    ``B`` zero, so training starts from the original function) through the peft
+    library's LoRA layers, injected in place into ``adapter.model``; every other weight is
+    frozen. The wrapped strategy (``strategy``, any registered loss-based strategy, with
+    ``strategy_params``) then runs its usual shared-loop training, which updates only
+    ``A`` and ``B``. Finally the adapters are merged (``W <- W + (alpha / r) * B @ A``)
+    and removed, so ``adapter.model`` keeps its class, its parameters and its state-dict
+    keys (saving and loading work as before), every weight is trainable again, and each
+    target weight changed by a matrix of rank at most ``r``.
+
+    The adapters' random ``A`` is drawn from the torch RNG seeded with the run seed (the
+    global RNG state is restored afterwards). A wrapped strategy that needs the frozen
+    original (``reference_model``: scrub, bad_teacher) gets a copy made before the
+    adapters are injected when the run provides none. Checkpoints of the wrapped loop
+    hold the adapter weights, so a killed run resumes inside the loop.
+    Wrapped strategies that retrain from scratch or need a training record are refused.
+    Requires peft (``pip install "erasus[lora]"``).
+    """
+
+    name = "lora"
+    modalities = ("any",)
+    needs = frozenset()
+    Params = LoRAParams
+    paper = Paper(
+        title="LoRA: Low-Rank Adaptation of Large Language Models",
+        authors="Edward J. Hu, Yelong Shen, Phillip Wallis, Zeyuan Allen-Zhu, Yuanzhi Li, "
+        "Shean Wang, Lu Wang, Weizhu Chen",
+        year=2022,
+        url="https://arxiv.org/abs/2106.09685",
+        venue="ICLR",
+    )
+    effect = "raise_forget_loss"
+
+    def inner(self) -> LossStrategy:
+        """A fresh instance of the wrapped strategy with its parameters."""
+        p: LoRAParams = self.params  # type: ignore[assignment]
+        cls = loss_strategies()[p.strategy]
+        return cls(cls.Params(**p.inner_overrides()))
+
+    def unlearn(self, adapter: ModelAdapter, data: UnlearnData, run: RunContext) -> History:
+        import warnings
+        from dataclasses import replace
+
+        import torch
+
+        try:
+            from peft import LoraConfig, LoraModel
+        except ImportError:
+            raise MissingDependencyError(_INSTALL_HINT) from None
+        p: LoRAParams = self.params  # type: ignore[assignment]
+        inner = self.inner()
+        if "reference_model" in type(inner).needs and run.reference is None:
+            ref = adapter.clone()
+            for param in ref.model.parameters():
+                param.requires_grad_(False)
+            ref.model.eval()
+            run = replace(run, reference=ref)
+        model = adapter.model
+        targets = target_module_names(model, p.target_modules)
+        conv1d = [n for n in targets if type(model.get_submodule(n)).__name__ == "Conv1D"]
+        config = LoraConfig(r=p.r, lora_alpha=p.alpha, lora_dropout=p.dropout,
+                            target_modules=targets, bias="none",
+                            fan_in_fan_out=bool(conv1d) and len(conv1d) == len(targets))
+        trainable = {name: param.requires_grad for name, param in model.named_parameters()}
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*fan_in_fan_out.*")
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(run.seed))
+                lora = LoraModel(model, config, "default")
+        try:
+            history = inner.unlearn(adapter, data, run)
+        finally:
+            with torch.no_grad():
+                merged = lora.merge_and_unload()
+            if merged is not model:  # peft unwraps in place; keep the adapter's own module
+                raise RuntimeError("peft returned another module from merge_and_unload()")
+            for name, param in model.named_parameters():
+                param.requires_grad_(trainable.get(name, True))
+        model.eval()
+        return history
