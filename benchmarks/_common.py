@@ -1,5 +1,6 @@
 """Shared plumbing of the benchmark runners (track A, F, backdoor): configs, safe runs,
-statistics and result files.
+per-seed result records and their table rows, statistics, result files and the common
+command-line choices.
 
 Every runner executes the same pipeline as ``erasus run`` (one ``erasus.run(config)`` per
 data set, scenario, method and seed), offline and on one torch thread, with a private
@@ -18,6 +19,7 @@ import statistics
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,6 +167,51 @@ def warm_up(config: dict[str, Any]) -> None:
           f"({outcome.seconds:.1f}s)", flush=True)
 
 
+# -- result records ----------------------------------------------------------------------------
+# A table row's record: {"seeds": [...], "errors": [{"seed", "error"}], value: [one per seed]}.
+def new_record(**fields: Any) -> dict[str, Any]:
+    """An empty record (``fields`` first, then no seeds and no errors)."""
+    return {**fields, "seeds": [], "errors": []}
+
+
+def record_failure(rec: dict[str, Any], seed: int, outcome: Outcome, where: str) -> bool:
+    """Whether ``outcome`` failed; if so its reason is added to ``rec``'s errors and printed
+    as ``where: n/a (reason)``."""
+    if outcome.ok:
+        return False
+    rec["errors"].append({"seed": seed, "error": outcome.error})
+    print(f"{where}: n/a ({outcome.error})", flush=True)
+    return True
+
+
+def reference_record(rows: dict[str, Any], name: str, seed: int) -> dict[str, Any] | None:
+    """The record ``rows[name]`` of a reference model (the original, the oracle: the same
+    for every method of a seed) with ``seed`` added, or ``None`` when it already has it."""
+    ref = rows.setdefault(name, new_record())
+    if seed in ref["seeds"]:
+        return None
+    ref["seeds"].append(seed)
+    return ref
+
+
+def keys_first(rows: dict[str, Any], order: list[str]) -> dict[str, Any]:
+    """``rows`` with the keys of ``order`` (those present) first, the others after."""
+    return {k: rows[k] for k in order if k in rows} | \
+        {k: v for k, v in rows.items() if k not in order}
+
+
+def result_row(label: str, rec: dict[str, Any], n_seeds: int,
+               cells: Callable[[dict[str, Any]], list[str]], width: int) -> list[str]:
+    """A table row of ``width`` cells: ``label`` and ``cells(rec)``, the label noting the
+    seeds that failed; ``n/a (reason)`` when no seed ran."""
+    if not rec["seeds"]:
+        err = rec["errors"][0]["error"] if rec["errors"] else "not run"
+        return [label, na(err)] + [""] * (width - 2)
+    if rec["errors"]:
+        label += f" ({len(rec['seeds'])}/{n_seeds} seeds; n/a: {rec['errors'][0]['error']})"
+    return [label.replace("|", "/"), *cells(rec)]
+
+
 # -- statistics and formatting ---------------------------------------------------------------
 def mean_std(values: list[float]) -> tuple[float, float]:
     clean = [float(v) for v in values if v is not None and math.isfinite(float(v))]
@@ -225,3 +272,23 @@ def common_args(parser: argparse.ArgumentParser, name: str) -> None:
                         f"(default: {DEFAULT_CACHE})")
     parser.add_argument("--verbose", action="store_true",
                         help="print the traceback of every failed run")
+
+
+def chosen(named: list[str] | None, fast: bool, fast_names: list[str],
+           available: list[str]) -> list[str]:
+    """The components to run: those named on the command line (unknown names are reported
+    as n/a by the run), else with ``--fast`` the registered ones of ``fast_names``, else
+    every one ``available``."""
+    if named:
+        return named
+    if fast:
+        return [m for m in fast_names if m in available]
+    return available
+
+
+def seeds_and_datasets(args: argparse.Namespace, datasets: list[str]
+                       ) -> tuple[list[int], list[str]]:
+    """The seeds and data sets of :func:`common_args`: as given, else 0 and digits with
+    ``--fast``, else 0, 1, 2 and ``datasets``."""
+    seeds = args.seeds or ([0] if args.fast else [0, 1, 2])
+    return seeds, args.datasets or (["digits"] if args.fast else datasets)

@@ -58,20 +58,16 @@ def run(datasets: list[str], methods: list[str], seeds: list[int], cache: Path,
                 for method in methods:
                     out = c.run_one(config(dataset, method, seed, cache, Path(tmp)),
                                     verbose=verbose)
-                    rec = rows.setdefault(method, {"seeds": [], "errors": []})
-                    if not out.ok:
-                        rec["errors"].append({"seed": seed, "error": out.error})
-                        print(f"{dataset} / seed {seed} / {method}: n/a ({out.error})",
-                              flush=True)
+                    rec = rows.setdefault(method, c.new_record())
+                    if c.record_failure(rec, seed, out, f"{dataset} / seed {seed} / {method}"):
                         continue
                     m = out.metrics
                     assert m is not None
                     if method not in METHOD_CONFIG:
                         for role, row in (("original", "original (backdoored)"),
                                           ("oracle", "retrain (oracle)")):
-                            ref = rows.setdefault(row, {"seeds": [], "errors": []})
-                            if seed not in ref["seeds"]:
-                                ref["seeds"].append(seed)
+                            ref = c.reference_record(rows, row, seed)
+                            if ref is not None:
                                 for k in ("ASR", "ASR_clean", "TA", "UA"):
                                     ref.setdefault(k, []).append(m[role][k])
                     rec["seeds"].append(seed)
@@ -85,9 +81,7 @@ def run(datasets: list[str], methods: list[str], seeds: list[int], cache: Path,
                           f"(oracle {m['oracle']['ASR']:.1f}), TA {m['unlearned']['TA']:.1f}",
                           flush=True)
     for dataset, rows in results.items():
-        order = ["original (backdoored)", "retrain (oracle)"]
-        results[dataset] = {k: rows[k] for k in order if k in rows} | \
-            {k: v for k, v in rows.items() if k not in order}
+        results[dataset] = c.keys_first(rows, ["original (backdoored)", "retrain (oracle)"])
     return results
 
 
@@ -103,23 +97,19 @@ def markdown(results: dict[str, Any], seeds: list[int], fast: bool) -> str:
         "100 - accuracy on the poisoned forget set w.r.t. its poisoned labels. Method "
         f"settings: defaults{', except ' + json.dumps(PARAMS) if PARAMS else ''}. Values are "
         "mean ± std over seeds.", ""]
+    header = ["method", "ASR before", "ASR (this model)", "ASR_clean", "TA", "UA", "Avg. Gap",
+              "RTE ratio"]
+
+    def cells(rec: dict[str, Any]) -> list[str]:
+        return [c.fmt(rec.get("ASR_before")), c.fmt(rec["ASR"]), c.fmt(rec["ASR_clean"]),
+                c.fmt(rec["TA"]), c.fmt(rec["UA"]), c.fmt(rec.get("avg_gap")),
+                c.fmt(rec.get("rte_ratio"), 3)]
+
     for dataset, rows in results.items():
         lines += [f"### {dataset}", ""]
-        body = []
-        for name, rec in rows.items():
-            label = f"{name} *" if name in METHOD_CONFIG else name
-            if not rec["seeds"]:
-                err = rec["errors"][0]["error"] if rec["errors"] else "not run"
-                body.append([label, c.na(err)] + [""] * 6)
-                continue
-            if rec["errors"]:
-                label += f" ({len(rec['seeds'])}/{n} seeds; n/a: {rec['errors'][0]['error']})"
-            body.append([label.replace("|", "/"), c.fmt(rec.get("ASR_before")),
-                         c.fmt(rec["ASR"]), c.fmt(rec["ASR_clean"]), c.fmt(rec["TA"]),
-                         c.fmt(rec["UA"]), c.fmt(rec.get("avg_gap")),
-                         c.fmt(rec.get("rte_ratio"), 3)])
-        lines += c.table(["method", "ASR before", "ASR (this model)", "ASR_clean", "TA", "UA",
-                          "Avg. Gap", "RTE ratio"], body)
+        body = [c.result_row(f"{name} *" if name in METHOD_CONFIG else name, rec, n, cells,
+                             len(header)) for name, rec in rows.items()]
+        lines += c.table(header, body)
         lines.append("")
     return "\n".join(lines)
 
@@ -132,15 +122,8 @@ def main(argv: list[str] | None = None) -> None:
                         f"{' '.join(FAST_METHODS)})")
     args = parser.parse_args(argv)
     c.setup_torch()
-    available = c.unlearning_methods()
-    if args.methods:
-        methods = args.methods
-    elif args.fast:
-        methods = [m for m in FAST_METHODS if m in available]
-    else:
-        methods = available
-    seeds = args.seeds or ([0] if args.fast else [0, 1, 2])
-    datasets = args.datasets or (["digits"] if args.fast else DATASETS)
+    methods = c.chosen(args.methods, args.fast, FAST_METHODS, c.unlearning_methods())
+    seeds, datasets = c.seeds_and_datasets(args, DATASETS)
     print(f"backdoor: {len(methods)} methods ({', '.join(methods)}), data sets "
           f"{', '.join(datasets)}, seeds {', '.join(map(str, seeds))}", flush=True)
     results = run(datasets, methods, seeds, args.cache_dir, args.verbose)

@@ -108,20 +108,17 @@ def run(datasets: list[str], scenarios: list[str], methods: list[str], seeds: li
                     for method in methods:
                         outcome = c.run_one(config(dataset, scenario, method, seed, cache,
                                                    Path(tmp)), verbose=verbose)
-                        rec = rows.setdefault(method, {"seeds": [], "errors": []})
-                        if not outcome.ok:
-                            rec["errors"].append({"seed": seed, "error": outcome.error})
-                            print(f"{dataset} / {scenario} / seed {seed} / {method}: n/a "
-                                  f"({outcome.error})", flush=True)
+                        rec = rows.setdefault(method, c.new_record())
+                        if c.record_failure(rec, seed, outcome,
+                                            f"{dataset} / {scenario} / seed {seed} / {method}"):
                             continue
                         m = outcome.metrics
                         assert m is not None
                         if method not in METHOD_CONFIG:
                             for role, row in (("original", "original"),
                                               ("oracle", "retrain (oracle)")):
-                                ref = rows.setdefault(row, {"seeds": [], "errors": []})
-                                if seed not in ref["seeds"]:
-                                    ref["seeds"].append(seed)
+                                ref = c.reference_record(rows, row, seed)
+                                if ref is not None:
                                     _record(ref, m, role)
                                     if role == "oracle":
                                         ref.setdefault("seconds", []).append(
@@ -137,9 +134,7 @@ def run(datasets: list[str], scenarios: list[str], methods: list[str], seeds: li
     # the reference rows first
     for dataset in results.values():
         for scenario, rows in dataset.items():
-            order = ["original", "retrain (oracle)"]
-            dataset[scenario] = {k: rows[k] for k in order if k in rows} | \
-                {k: v for k, v in rows.items() if k not in order}
+            dataset[scenario] = c.keys_first(rows, ["original", "retrain (oracle)"])
     return results
 
 
@@ -197,24 +192,18 @@ def markdown(results: dict[str, Any], seeds: list[int], fast: bool) -> tuple[str
     lines += c.table(["data set", "scenario", "best 3 by Avg. Gap (RTE ratio)", "goal check"],
                      best_rows, ["---", "---", "---", "---"])
     lines.append("")
+    header = ["method", "UA", "RA", "TA", "MIA-efficacy", "Avg. Gap", "time (s)", "RTE ratio"]
+
+    def cells(rec: dict[str, Any]) -> list[str]:
+        return [*(c.fmt(rec[v]) for v in VALUES), c.fmt(rec.get("avg_gap")),
+                c.fmt(rec.get("seconds")), c.fmt(rec.get("rte_ratio"), 3)]
+
     for dataset, scenarios in results.items():
         for scenario, rows in scenarios.items():
             lines += [f"### {dataset}: {scenario}", ""]
-            body = []
-            for name, rec in rows.items():
-                label = f"{name} *" if name in METHOD_CONFIG else name
-                if not rec["seeds"]:
-                    err = rec["errors"][0]["error"] if rec["errors"] else "not run"
-                    body.append([label, c.na(err)] + [""] * 6)
-                    continue
-                if rec["errors"]:
-                    label += f" ({len(rec['seeds'])}/{n} seeds; n/a: {rec['errors'][0]['error']})"
-                cells = [c.fmt(rec[v]) for v in VALUES]
-                cells += [c.fmt(rec.get("avg_gap")), c.fmt(rec.get("seconds")),
-                          c.fmt(rec.get("rte_ratio"), 3)]
-                body.append([label.replace("|", "/"), *cells])
-            lines += c.table(["method", "UA", "RA", "TA", "MIA-efficacy", "Avg. Gap",
-                              "time (s)", "RTE ratio"], body)
+            body = [c.result_row(f"{name} *" if name in METHOD_CONFIG else name, rec, n, cells,
+                                 len(header)) for name, rec in rows.items()]
+            lines += c.table(header, body)
             lines.append("")
     return "\n".join(lines), summary
 
@@ -230,15 +219,8 @@ def main(argv: list[str] | None = None, name: str = NAME) -> None:
     args = parser.parse_args(argv)
     c.setup_torch()
 
-    available = c.unlearning_methods()
-    if args.methods:
-        methods = args.methods  # unknown names are reported as n/a by the run
-    elif args.fast:
-        methods = [m for m in FAST_METHODS if m in available]
-    else:
-        methods = available
-    seeds = args.seeds or ([0] if args.fast else [0, 1, 2])
-    datasets = args.datasets or (["digits"] if args.fast else DATASETS)
+    methods = c.chosen(args.methods, args.fast, FAST_METHODS, c.unlearning_methods())
+    seeds, datasets = c.seeds_and_datasets(args, DATASETS)
     print(f"track A: {len(methods)} methods ({', '.join(methods)}), data sets "
           f"{', '.join(datasets)}, scenarios {', '.join(args.scenarios)}, seeds "
           f"{', '.join(map(str, seeds))}", flush=True)

@@ -114,15 +114,12 @@ def run(datasets: list[str], scenarios: list[str], selectors: list[str], budgets
                     for name in selectors:
                         for budget in budgets:
                             key = f"{name} {budget:g}"
-                            rec = scen["rows"].setdefault(key, {"selector": name,
-                                                                "budget": budget,
-                                                                "seeds": [], "errors": []})
+                            rec = scen["rows"].setdefault(
+                                key, c.new_record(selector=name, budget=budget))
                             out = c.run_one(config(dataset, scenario, method,
                                                    {"name": name, "budget": budget}, seed,
                                                    cache, Path(tmp)), verbose=verbose)
-                            if not out.ok:
-                                rec["errors"].append({"seed": seed, "error": out.error})
-                                print(f"  {key}: n/a ({out.error})", flush=True)
+                            if c.record_failure(rec, seed, out, f"  {key}"):
                                 continue
                             f = facts(out)
                             # the metrics must have seen the whole forget set, the
@@ -176,8 +173,20 @@ def goal(scen: dict[str, Any], n_seeds: int) -> dict[str, Any]:
     return {"met": False, "text": text}
 
 
+def _cells(rec: dict[str, Any]) -> list[str]:
+    """A coreset row's cells after its label (see ``markdown``'s header)."""
+    rel_e = [v for v in rec["rel_efficacy_ua"] if v is not None]
+    rel_t = [v for v in rec["rel_time"] if v is not None]
+    return [f"{_mean(rec['coreset']):.0f}", c.fmt(rec["UA"]), c.fmt(rec["RA"]),
+            c.fmt(rec["TA"]), c.fmt(rec["MIA_efficacy"]), c.fmt(rec["avg_gap"]),
+            c.fmt(rec["ua_gain"]), c.fmt(rel_e) if rel_e else "n/a", c.fmt(rel_t),
+            c.fmt(rec["total_seconds"], 3)]
+
+
 def markdown(results: dict[str, Any], seeds: list[int], fast: bool) -> tuple[str, dict]:
     n = len(seeds)
+    header = ["selector budget", "coreset", "UA", "RA", "TA", "MIA-efficacy", "Avg. Gap",
+              "UA gain", "rel. efficacy", "rel. time", "time (s)"]
     lines = [
         f"Configuration: {'fast' if fast else 'full'}; seeds {', '.join(map(str, seeds))}; "
         f"{c.machine()}. The strategy unlearns only the coreset; UA, RA, TA, MIA-efficacy and "
@@ -214,24 +223,9 @@ def markdown(results: dict[str, Any], seeds: list[int], fast: bool) -> tuple[str
             body = [["full set (reference)", f"{size}", c.fmt(full["UA"]), c.fmt(full["RA"]),
                      c.fmt(full["TA"]), c.fmt(full["MIA_efficacy"]), c.fmt(full["avg_gap"]),
                      c.fmt(full["ua_gain"]), "1", "1", c.fmt(full["total_seconds"], 3)]]
-            for key, rec in scen["rows"].items():
-                if not rec["seeds"]:
-                    err = rec["errors"][0]["error"] if rec["errors"] else "not run"
-                    body.append([key, c.na(err)] + [""] * 9)
-                    continue
-                label = key
-                if rec["errors"]:
-                    label += f" ({len(rec['seeds'])}/{n} seeds; n/a: {rec['errors'][0]['error']})"
-                rel_e = [v for v in rec["rel_efficacy_ua"] if v is not None]
-                rel_t = [v for v in rec["rel_time"] if v is not None]
-                body.append([label.replace("|", "/"), f"{_mean(rec['coreset']):.0f}",
-                             c.fmt(rec["UA"]), c.fmt(rec["RA"]), c.fmt(rec["TA"]),
-                             c.fmt(rec["MIA_efficacy"]), c.fmt(rec["avg_gap"]),
-                             c.fmt(rec["ua_gain"]), c.fmt(rel_e) if rel_e else "n/a",
-                             c.fmt(rel_t), c.fmt(rec["total_seconds"], 3)])
-            lines += c.table(["selector budget", "coreset", "UA", "RA", "TA", "MIA-efficacy",
-                              "Avg. Gap", "UA gain", "rel. efficacy", "rel. time",
-                              "time (s)"], body)
+            body += [c.result_row(key, rec, n, _cells, len(header))
+                     for key, rec in scen["rows"].items()]
+            lines += c.table(header, body)
             lines.append("")
     return "\n".join(lines), summary
 
@@ -253,15 +247,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     c.setup_torch()
 
-    available = c.registered("selector", exclude=("full",))
-    if args.selectors:
-        selectors = args.selectors
-    elif args.fast:
-        selectors = [s for s in FAST_SELECTORS if s in available]
-    else:
-        selectors = available
-    seeds = args.seeds or ([0] if args.fast else [0, 1, 2])
-    datasets = args.datasets or (["digits"] if args.fast else DATASETS)
+    selectors = c.chosen(args.selectors, args.fast, FAST_SELECTORS,
+                         c.registered("selector", exclude=("full",)))
+    seeds, datasets = c.seeds_and_datasets(args, DATASETS)
     scenarios = args.scenarios or (["class 0"] if args.fast else list(c.SCENARIOS))
     print(f"track F: strategy {args.strategy}; selectors {', '.join(selectors)}; budgets "
           f"{', '.join(f'{b:g}' for b in args.budgets)}; data sets {', '.join(datasets)}; "

@@ -13,16 +13,13 @@ from erasus.builtin.metrics.memory import Memory
 from erasus.builtin.metrics.mia import LossMIA
 from erasus.builtin.metrics.mia_efficacy import MIAEfficacy
 from erasus.builtin.metrics.time import Time
-from erasus.builtin.models.classifier import ClassifierAdapter, ClassifierParams
 from erasus.builtin.reporters.markdown import MarkdownReporter, format_metrics_table
-from erasus.builtin.strategies.retrain import Retrain
 from erasus.data import DataInfo, Splits
 from erasus.errors import IncompatibleComponentError
 from erasus.evaluation import EvalContext, RunEvalContext
 from erasus.reporting import RunSummary
-from erasus.strategy import RunContext, UnlearnData
 from erasus.testing import tiny_classifier_problem
-from torch.utils.data import Subset, TensorDataset
+from erasus.testing.tiny import memorisation_classifier, memorisation_data
 
 
 class FakeContext:
@@ -140,25 +137,12 @@ def test_mia_efficacy_needs_logits():
 
 
 def test_mia_efficacy_is_low_for_a_memorising_model_and_higher_after_retraining():
-    g = torch.Generator().manual_seed(0)
-    centers = torch.randn(4, 20, generator=g) * 0.35
-
-    def draw(n: int) -> TensorDataset:
-        y = torch.arange(n) % 4
-        return TensorDataset(centers[y] + torch.randn(n, 20, generator=g), y)
-
-    train, test = draw(200), draw(200)
-    perm = torch.randperm(200, generator=torch.Generator().manual_seed(1)).tolist()
-    splits = Splits(train=train, forget=Subset(train, sorted(perm[:20])),
-                    retain=Subset(train, sorted(perm[20:])), test=test,
+    train, forget, retain, test = memorisation_data()
+    splits = Splits(train=train, forget=forget, retain=retain, test=test,
                     info=DataInfo("classification", 4, (20,)))
-    recipe = Retrain(epochs=100, lr=1e-2, batch_size=50, scheduler="constant")
     values = {}
-    for role, retain in (("original", train), ("oracle", splits.retain)):
-        torch.manual_seed(0)
-        adapter = ClassifierAdapter.build(ClassifierParams(arch="mlp", hidden=64), splits.info)
-        recipe.unlearn(adapter, UnlearnData(forget=splits.forget, retain=retain),
-                       RunContext(seed=0))
+    for role, data in (("original", train), ("oracle", retain)):
+        adapter = memorisation_classifier(data)
         ctx = EvalContext(adapter, splits)
         values[role] = {**Accuracy().compute(ctx).values, **MIAEfficacy().compute(ctx).values}
     assert values["original"]["UA"] == 0.0 and values["original"]["TA"] < 75  # memorised

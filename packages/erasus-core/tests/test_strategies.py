@@ -7,33 +7,24 @@ import inspect
 import pytest
 import torch
 from erasus.adapters import ModelAdapter
-from erasus.builtin.models.classifier import ClassifierAdapter, ClassifierParams
 from erasus.builtin.strategies.finetune import Finetune
 from erasus.builtin.strategies.gradient_ascent import GradientAscent
 from erasus.builtin.strategies.gradient_difference import GradientDifference
 from erasus.builtin.strategies.random_label import RandomLabel
 from erasus.builtin.strategies.retrain import Retrain
 from erasus.components import Paper
-from erasus.data import DataInfo
 from erasus.errors import IncompatibleComponentError
 from erasus.strategy import LoopParams, LossStrategy, RunContext, UnlearnData
 from erasus.testing import tiny_classifier_problem
-from torch.utils.data import Subset, TensorDataset
+from erasus.testing.tiny import MEMORISATION_RECIPE
+from erasus.testing.tiny import loss_and_accuracy as evaluate
+from torch.utils.data import TensorDataset
 from torch.utils.data.dataloader import default_collate
 
 STRATEGIES = (Retrain, Finetune, GradientAscent, GradientDifference, RandomLabel)
 
 
 # -- helpers -------------------------------------------------------------------------------
-def evaluate(adapter, dataset) -> tuple[float, float]:
-    """(mean loss, accuracy in percent) of the adapter on a whole dataset."""
-    batch = adapter.prepare_batch(default_collate([dataset[i] for i in range(len(dataset))]))
-    with torch.no_grad():
-        loss = adapter.per_example_loss(batch).mean()
-        acc = (adapter.logits(batch).argmax(-1) == batch["labels"]).float().mean() * 100
-    return float(loss), float(acc)
-
-
 def run(strategy, adapter, forget, retain, seed: int = 0):
     return strategy.unlearn(adapter, UnlearnData(forget=forget, retain=retain),
                             RunContext(seed=seed))
@@ -43,32 +34,6 @@ def run(strategy, adapter, forget, retain, seed: int = 0):
 def tiny():
     """4-class blobs, MLP trained to 100% on train and test; 24 examples to forget."""
     return tiny_classifier_problem(seed=0)
-
-
-@pytest.fixture(scope="module")
-def memorised():
-    """Overlapping classes: the original memorises its training set (test acc ~ 60%).
-
-    The original is trained with Retrain on the whole training set (retain = train), as
-    the pipeline trains originals.
-    """
-    g = torch.Generator().manual_seed(0)
-    centers = torch.randn(4, 20, generator=g) * 0.35
-
-    def draw(n: int) -> TensorDataset:
-        y = torch.arange(n) % 4
-        return TensorDataset(centers[y] + torch.randn(n, 20, generator=g), y)
-
-    train, test = draw(200), draw(200)
-    torch.manual_seed(0)
-    adapter = ClassifierAdapter.build(ClassifierParams(arch="mlp", hidden=64),
-                                      DataInfo("classification", 4, (20,)))
-    recipe = {"epochs": 100, "lr": 1e-2, "batch_size": 50, "scheduler": "constant"}
-    run(Retrain(**recipe), adapter, None, train)
-    perm = torch.randperm(200, generator=torch.Generator().manual_seed(1))
-    forget = Subset(train, sorted(perm[:20].tolist()))
-    retain = Subset(train, sorted(perm[20:].tolist()))
-    return adapter, forget, retain, test, recipe
 
 
 class Untouchable(torch.utils.data.Dataset):
@@ -172,7 +137,7 @@ def test_finetune_keeps_retain_accuracy_and_never_reads_forget(tiny):
 
 
 def test_finetune_trains_from_the_current_weights(memorised):
-    original, forget, retain, _, _ = memorised
+    original, forget, retain = memorised.original, memorised.forget, memorised.retain
     adapter = original.clone()
     run(Finetune(epochs=2, lr=1e-3), adapter, forget, retain)
     # a few small steps from an already fitted model: still fits the retain set perfectly
@@ -186,13 +151,14 @@ def test_finetune_trains_from_the_current_weights(memorised):
 
 # -- retrain ----------------------------------------------------------------------------------
 def test_retrain_from_scratch_forgets_like_held_out_data(memorised):
-    original, forget, retain, test, recipe = memorised
+    original, forget, retain, test = (memorised.original, memorised.forget, memorised.retain,
+                                      memorised.test)
     _, forget_acc_original = evaluate(original, forget)
     _, test_acc = evaluate(original, test)
     assert forget_acc_original == 100.0 and test_acc < 75  # memorised, not generalised
 
     oracle = original.clone()
-    run(Retrain(**recipe), oracle, Untouchable(len(forget)), retain)
+    run(Retrain(**MEMORISATION_RECIPE), oracle, Untouchable(len(forget)), retain)
     _, retain_acc = evaluate(oracle, retain)
     forget_loss, forget_acc = evaluate(oracle, forget)
     _, oracle_test_acc = evaluate(oracle, test)

@@ -8,31 +8,20 @@ import tempfile
 import pytest
 import torch
 import torch.nn.functional as F
-from erasus.builtin.models.classifier import ClassifierAdapter, ClassifierParams
 from erasus.builtin.strategies.bad_teacher import BadTeacher
 from erasus.builtin.strategies.retrain import Retrain
 from erasus.builtin.strategies.scrub import SCRUB, distill_kl
 from erasus.checkpoint import CheckpointStore
 from erasus.components import Paper
-from erasus.data import DataInfo
 from erasus.errors import IncompatibleComponentError
 from erasus.strategy import LoopParams, LossStrategy, RunContext, UnlearnData
+from erasus.testing.tiny import loss_and_accuracy as evaluate
 from erasus.testing.tiny import tiny_classification_data, tiny_classifier_problem
-from torch.utils.data import Subset, TensorDataset
+from torch.utils.data import Subset
 from torch.utils.data.dataloader import default_collate
 
 #: How far retain and test accuracy (percentage points) may fall below the original's.
 RETAIN_BOUND, TEST_BOUND = 3.0, 5.0
-RECIPE = {"epochs": 100, "lr": 1e-2, "batch_size": 50, "scheduler": "constant"}
-
-
-def evaluate(adapter, dataset) -> tuple[float, float]:
-    """(mean loss, accuracy in percent) on a whole data set."""
-    batch = adapter.prepare_batch(default_collate([dataset[i] for i in range(len(dataset))]))
-    with torch.no_grad():
-        loss = adapter.per_example_loss(batch).mean()
-        acc = (adapter.logits(batch).argmax(-1) == batch["labels"]).float().mean() * 100
-    return float(loss), float(acc)
 
 
 def frozen(adapter):
@@ -50,59 +39,6 @@ def unlearn(strategy, adapter, forget, retain, *, reference, seed=0, **run):
 
 def flat(adapter) -> torch.Tensor:
     return torch.cat([p.detach().flatten() for p in adapter.model.parameters()]).clone()
-
-
-def mlp() -> ClassifierAdapter:
-    torch.manual_seed(0)
-    return ClassifierAdapter.build(ClassifierParams(arch="mlp", hidden=64),
-                                   DataInfo("classification", 4, (20,)))
-
-
-class Memorised:
-    """Overlapping 4-class blobs (200 train, 20 of them to forget; 200 test): the original
-    memorises its forget examples, the oracle retrained without them gets them right only
-    at about test accuracy (as in test_strategies_gradient.py)."""
-
-    def __init__(self) -> None:
-        g = torch.Generator().manual_seed(0)
-        centers = torch.randn(4, 20, generator=g) * 0.35
-
-        def draw(n: int) -> TensorDataset:
-            y = torch.arange(n) % 4
-            return TensorDataset(centers[y] + torch.randn(n, 20, generator=g), y)
-
-        train, self.test = draw(200), draw(200)
-        perm = torch.randperm(200, generator=torch.Generator().manual_seed(1))
-        self.forget = Subset(train, sorted(perm[:20].tolist()))
-        self.retain = Subset(train, sorted(perm[20:].tolist()))
-        self.original, self.oracle = mlp(), mlp()
-        Retrain(**RECIPE).unlearn(self.original, UnlearnData(forget=None, retain=train),
-                                  RunContext(seed=0))
-        Retrain(**RECIPE).unlearn(self.oracle, UnlearnData(forget=None, retain=self.retain),
-                                  RunContext(seed=0))
-        self.forget0 = evaluate(self.original, self.forget)
-        self.oracle_forget = evaluate(self.oracle, self.forget)
-        self.retain0 = evaluate(self.original, self.retain)[1]
-        self.test0 = evaluate(self.original, self.test)[1]
-
-    def reference(self):
-        return frozen(self.original)
-
-    def check_forgot(self, adapter, *, share: float = 0.3) -> None:
-        """Forget loss covered ``share`` of the way to the oracle's (or beyond), forget
-        accuracy fell; retain and test accuracy within the bounds."""
-        loss, acc = evaluate(adapter, self.forget)
-        (loss0, acc0), (loss_o, acc_o) = self.forget0, self.oracle_forget
-        assert loss0 < 0.01 and acc0 == 100 and acc_o <= 75  # the setting is as described
-        assert loss >= loss0 + share * (loss_o - loss0), (loss, loss0, loss_o)
-        assert acc < acc0, (acc, acc_o)
-        assert evaluate(adapter, self.retain)[1] >= self.retain0 - RETAIN_BOUND
-        assert evaluate(adapter, self.test)[1] >= self.test0 - TEST_BOUND
-
-
-@pytest.fixture(scope="module")
-def memorised() -> Memorised:
-    return Memorised()
 
 
 class ClassWise:

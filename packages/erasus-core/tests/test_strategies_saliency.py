@@ -31,7 +31,13 @@ from erasus.data import DataInfo
 from erasus.errors import IncompatibleComponentError
 from erasus.plugins import get_plugin_manager
 from erasus.strategy import LoopParams, LossStrategy, RunContext, Strategy, UnlearnData
-from erasus.testing.tiny import tiny_classification_data, train_classifier
+from erasus.testing.tiny import loss_and_accuracy as evaluate
+from erasus.testing.tiny import (
+    memorisation_classifier,
+    memorisation_data,
+    tiny_classification_data,
+    train_classifier,
+)
 from torch.utils.data import ConcatDataset, Subset, TensorDataset
 from torch.utils.data.dataloader import default_collate
 
@@ -42,15 +48,6 @@ STRATEGIES = (SalUn, L1Sparse, SparseAware, MaskBased, NeuronPruning, FisherForg
 # -- helpers ---------------------------------------------------------------------------------
 def whole(adapter, dataset):
     return adapter.prepare_batch(default_collate([dataset[i] for i in range(len(dataset))]))
-
-
-def evaluate(adapter, dataset) -> tuple[float, float]:
-    """(mean loss, accuracy in percent) on a whole dataset."""
-    batch = whole(adapter, dataset)
-    with torch.no_grad():
-        loss = adapter.per_example_loss(batch).mean()
-        acc = (adapter.logits(batch).argmax(-1) == batch["labels"]).float().mean() * 100
-    return float(loss), float(acc)
 
 
 def run(strategy, adapter, forget, retain, seed: int = 0):
@@ -94,24 +91,13 @@ def classwise():
 
 
 @pytest.fixture(scope="module")
-def memorised():
-    """Overlapping classes: the original memorises its training set (test acc ~ 58%)."""
-    g = torch.Generator().manual_seed(0)
-    centers = torch.randn(4, 20, generator=g) * 0.35
-
-    def draw(n: int) -> TensorDataset:
-        y = torch.arange(n) % 4
-        return TensorDataset(centers[y] + torch.randn(n, 20, generator=g), y)
-
-    train, test = draw(200), draw(200)
-    torch.manual_seed(0)
-    adapter = ClassifierAdapter.build(ClassifierParams(arch="mlp", hidden=64),
-                                      DataInfo("classification", 4, (20,)))
+def memorised_30_epochs():
+    """The memorisation problem (:func:`erasus.testing.tiny.memorisation_data`) with its
+    original trained for only 30 epochs: it memorises its training set (test acc ~ 58%)."""
+    train, forget, retain, test = memorisation_data()
+    adapter = memorisation_classifier()
     run(Retrain(epochs=30, lr=1e-2, batch_size=50, scheduler="constant"), adapter, None,
         train)
-    perm = torch.randperm(200, generator=torch.Generator().manual_seed(1))
-    forget = Subset(train, sorted(perm[:20].tolist()))
-    retain = Subset(train, sorted(perm[20:].tolist()))
     return adapter, forget, retain, test
 
 
@@ -322,8 +308,8 @@ def test_neuron_pruning_prunes_exactly_the_highest_ratio_units(classwise):
 
 
 # -- Fisher forgetting -------------------------------------------------------------------------
-def test_fisher_forgetting_noise_is_inverse_to_the_retain_fisher(memorised):
-    original, forget, retain, _ = memorised
+def test_fisher_forgetting_noise_is_inverse_to_the_retain_fisher(memorised_30_epochs):
+    original, forget, retain, _ = memorised_30_epochs
     adapter = original.clone()
     strategy = FisherForgetting(alpha=1e-6)
     run(strategy, adapter, forget, retain, seed=3)
@@ -363,8 +349,9 @@ def test_fisher_forgetting_noise_is_inverse_to_the_retain_fisher(memorised):
     assert torch.equal(flat(again), flat(adapter))
 
 
-def test_fisher_forgetting_with_default_alpha_forgets_within_a_utility_bound(memorised):
-    original, forget, retain, test = memorised
+def test_fisher_forgetting_with_default_alpha_forgets_within_a_utility_bound(
+        memorised_30_epochs):
+    original, forget, retain, test = memorised_30_epochs
     adapter = original.clone()
     run(FisherForgetting(), adapter, forget, retain)
     forget_before, _ = evaluate(original, forget)

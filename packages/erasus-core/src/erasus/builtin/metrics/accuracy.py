@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from erasus.builtin.metrics._papers import JIA_2023
+from erasus.builtin._papers import JIA_2023
 from erasus.errors import IncompatibleComponentError
 from erasus.evaluation import Measurement, Metric, MetricParams
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from erasus.components import Paper
+from erasus.builtin._papers import FAN_2024
 from erasus.errors import IncompatibleComponentError
 from erasus.evaluation import Measurement, Metric, MetricParams
 
@@ -33,14 +33,7 @@ class AvgGap(Metric):
     modalities = ("classification",)
     needs = frozenset({"oracle"})
     Params = MetricParams
-    paper = Paper(
-        title="SalUn: Empowering Machine Unlearning via Gradient-based Weight Saliency in "
-        "Both Image Classification and Generation",
-        authors="Chongyu Fan, Jiancheng Liu, Yihua Zhang, Eric Wong, Dennis Wei, Sijia Liu",
-        year=2024,
-        url="https://arxiv.org/abs/2310.12508",
-        venue="ICLR",
-    )
+    paper = FAN_2024
     outputs = ("avg_gap",)
     scope = "run"
     requires = ("accuracy", "mia_efficacy")

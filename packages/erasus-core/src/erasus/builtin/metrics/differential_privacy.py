@@ -136,23 +136,11 @@ class DifferentialPrivacy(Metric):
     scope = "model"
 
     def compute(self, ctx: Any) -> Measurement:
-        import numpy as np
+        from erasus.builtin.metrics._membership import member_losses
 
         p: DifferentialPrivacyParams = self.params  # type: ignore[assignment]
-        losses = {}
-        for role, split in (("members", "forget"), ("non-members", p.nonmember_split)):
-            try:
-                out = ctx.outputs(split)
-            except KeyError as exc:
-                raise IncompatibleComponentError(
-                    f"metric 'differential_privacy': no split named '{split}' for the "
-                    f"{role}; set nonmember_split to a held-out split "
-                    f"({exc.args[0] if exc.args else ''})") from None
-            if len(out["loss"]) == 0:
-                raise IncompatibleComponentError(
-                    f"metric 'differential_privacy': the '{split}' split is empty")
-            losses[role] = np.asarray(out["loss"], dtype=np.float64)
-        audit = epsilon_lower_bound(-losses["members"], -losses["non-members"],
-                                    delta=p.delta, confidence=p.confidence)
+        members, nonmembers = member_losses(ctx, self.name, p.nonmember_split)
+        audit = epsilon_lower_bound(-members, -nonmembers, delta=p.delta,
+                                    confidence=p.confidence)
         return Measurement(values={"dp_epsilon_lb": audit["epsilon_lb"]},
                            details={**audit, "attack": "loss threshold (score = -loss)"})

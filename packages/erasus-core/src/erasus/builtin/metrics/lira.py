@@ -146,26 +146,18 @@ class LiRA(Metric):
 
     # -- shadows ------------------------------------------------------------------------
     def _target_outputs(self, ctx: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        p: LiRAParams = self.params  # type: ignore[assignment]
-        outs = []
-        for role, split in (("members", "forget"), ("non-members", p.nonmember_split)):
-            try:
-                out = ctx.outputs(split)
-            except KeyError as exc:
-                raise IncompatibleComponentError(
-                    f"metric 'lira': no split named '{split}' for the {role}; set "
-                    f"nonmember_split to a held-out split "
-                    f"({exc.args[0] if exc.args else ''})") from None
+        from erasus.builtin.metrics._membership import member_outputs
+
+        def check(split: str, out: dict[str, Any]) -> None:
             if "logits" not in out or "labels" not in out:
                 raise IncompatibleComponentError(
                     "metric 'lira' needs logits and labels (its statistic is the logit-scaled "
                     f"true-label confidence), but the outputs on '{split}' have only "
                     f"{', '.join(sorted(out))}; use a classification adapter, or the "
                     "loss-based 'mia'")
-            if len(out["labels"]) == 0:
-                raise IncompatibleComponentError(f"metric 'lira': the '{split}' split is empty")
-            outs.append(out)
-        return outs[0], outs[1]
+
+        p: LiRAParams = self.params  # type: ignore[assignment]
+        return member_outputs(ctx, self.name, p.nonmember_split, count="labels", check=check)
 
     def shadows(self, ctx: Any) -> _Shadows:
         """The shadows' statistics for the context's benchmark (trained on first use)."""
@@ -231,7 +223,8 @@ class LiRA(Metric):
     def compute(self, ctx: Any) -> Measurement:
         import numpy as np
         from scipy.stats import norm
-        from sklearn.metrics import roc_auc_score, roc_curve
+
+        from erasus.builtin.metrics._membership import roc
 
         p: LiRAParams = self.params  # type: ignore[assignment]
         forget_out, held_out_out = self._target_outputs(ctx)
@@ -259,15 +252,13 @@ class LiRA(Metric):
         sd_in, sd_out = np.maximum(sd_in, floor), np.maximum(sd_out, floor)
         online = (norm.logpdf(observed, mu_in, sd_in) - norm.logpdf(observed, mu_out, sd_out))
         offline = (observed - mu_out) / sd_out
-        labels = np.concatenate([np.ones(sh.n_forget), np.zeros(len(observed) - sh.n_forget)])
         values: dict[str, float] = {}
         details: dict[str, Any] = {"n_members": int(sh.n_forget),
                                    "n_nonmembers": int(len(observed) - sh.n_forget),
                                    "n_shadow": int(p.n_shadow), "variance": variance,
                                    "min_fpr": 1.0 / max(1, len(observed) - sh.n_forget)}
         for prefix, scores in (("lira", online), ("lira_offline", offline)):
-            fpr, tpr, _ = roc_curve(labels, scores)
-            values[f"{prefix}_auc"] = float(roc_auc_score(labels, scores))
+            values[f"{prefix}_auc"], fpr, tpr = roc(scores[:sh.n_forget], scores[sh.n_forget:])
             for key, target in FPRS.items():
                 values[f"{prefix}_tpr_at_fpr_{key}"] = tpr_at_fpr(fpr, tpr, target)
             details[f"{prefix}_roc"] = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}

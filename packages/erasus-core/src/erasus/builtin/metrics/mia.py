@@ -7,7 +7,6 @@ from typing import Any
 from pydantic import Field
 
 from erasus.components import Paper
-from erasus.errors import IncompatibleComponentError
 from erasus.evaluation import Measurement, Metric, MetricParams
 
 __all__ = ["LossMIA", "LossMIAParams"]
@@ -47,28 +46,12 @@ class LossMIA(Metric):
     scope = "model"
 
     def compute(self, ctx: Any) -> Measurement:
-        import numpy as np
-        from sklearn.metrics import roc_auc_score, roc_curve
+        from erasus.builtin.metrics._membership import member_losses, roc
 
         p: LossMIAParams = self.params  # type: ignore[assignment]
-        losses = {}
-        for role, split in (("members", "forget"), ("non-members", p.nonmember_split)):
-            try:
-                out = ctx.outputs(split)
-            except KeyError as exc:
-                raise IncompatibleComponentError(
-                    f"metric 'mia': no split named '{split}' for the {role}; set "
-                    f"nonmember_split to a held-out split ({exc.args[0] if exc.args else ''})"
-                ) from None
-            if len(out["loss"]) == 0:
-                raise IncompatibleComponentError(f"metric 'mia': the '{split}' split is empty")
-            losses[role] = np.asarray(out["loss"], dtype=np.float64)
-        scores = -np.concatenate([losses["members"], losses["non-members"]])
-        labels = np.concatenate([np.ones(len(losses["members"])),
-                                 np.zeros(len(losses["non-members"]))])
-        auc = float(roc_auc_score(labels, scores))
-        fpr, tpr, _ = roc_curve(labels, scores)
+        members, nonmembers = member_losses(ctx, self.name, p.nonmember_split)
+        auc, fpr, tpr = roc(-members, -nonmembers)
         return Measurement(values={"mia_auc": auc},
                            details={"roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist()},
-                                    "n_members": len(losses["members"]),
-                                    "n_nonmembers": len(losses["non-members"])})
+                                    "n_members": len(members),
+                                    "n_nonmembers": len(nonmembers)})

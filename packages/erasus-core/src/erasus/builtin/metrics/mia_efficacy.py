@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from erasus.builtin.metrics._papers import JIA_2023
+from erasus.builtin._papers import JIA_2023
 from erasus.errors import IncompatibleComponentError
 from erasus.evaluation import Measurement, Metric, MetricParams
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import Field
 
+from erasus.builtin.selectors._grad_common import forget_data
 from erasus.errors import IncompatibleComponentError
 from erasus.selection import Selection, SelectorParams
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from erasus.adapters import ModelAdapter
+    from erasus.selection import Selector
 
 __all__ = [
     "FacilityLocation",
@@ -28,6 +30,7 @@ __all__ = [
     "facility_value",
     "feature_matrix",
     "forget_data",
+    "forget_features",
     "greedy_maximize",
     "make_selection",
     "similarity_kernel",
@@ -49,12 +52,19 @@ class FeatureSelectorParams(SelectorParams):
         64, ge=1, description="Examples per forward (or gradient) pass over the forget set.")
 
 
-def forget_data(forget: Any, collate_fn: Any) -> tuple[Any, Any]:
-    """``(dataset, collate_fn)`` of a forget Dataset or DataLoader (explicit collate wins)."""
-    from erasus.data import unwrap
+def forget_features(selector: Selector, adapter: ModelAdapter, forget: Any, collate_fn: Any
+                    ) -> tuple[np.ndarray, int, int]:
+    """``(x, n, k)``: the :func:`feature_matrix` of the forget set (in batches of the
+    selector's ``batch_size``), its size ``n`` and the selector's budget ``k`` resolved
+    against it."""
+    from erasus.selection import resolve_budget
 
-    dataset, loader_collate, _ = unwrap(forget)
-    return dataset, collate_fn or loader_collate
+    p: Any = selector.params
+    dataset, collate_fn = forget_data(forget, collate_fn)
+    n = len(dataset)
+    x = feature_matrix(adapter, dataset, selector=selector.name, collate_fn=collate_fn,
+                       batch_size=p.batch_size)
+    return x, n, resolve_budget(p.budget, n)
 
 
 def feature_matrix(adapter: ModelAdapter, dataset: Any, *, selector: str,

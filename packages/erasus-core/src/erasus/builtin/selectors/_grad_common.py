@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from erasus.errors import IncompatibleComponentError
-from erasus.selection import SelectorParams
+from erasus.selection import Selection, Selector, SelectorParams
 
 if TYPE_CHECKING:
     import numpy as np
@@ -21,10 +21,11 @@ if TYPE_CHECKING:
 
     from erasus.adapters import ModelAdapter
     from erasus.record import CheckpointInfo, TrainingRecord
-    from erasus.selection import SelectionContext, Selector
+    from erasus.selection import SelectionContext
 
 __all__ = [
     "CheckpointParams",
+    "CheckpointScorer",
     "ScoreParams",
     "checkpoint_clones",
     "classifier_outputs",
@@ -53,6 +54,63 @@ class CheckpointParams(ScoreParams):
     checkpoint_epochs: list[int] | None = Field(
         None, description="With use_checkpoints: the recorded epochs to average over "
         "(e.g. [0, 1, 2] for early training, as in the paper); null: every checkpoint.")
+
+
+class CheckpointScorer(Selector):
+    """A selector that scores every forget example and returns the ``budget`` highest
+    scores, best first (ties to the lower position); its Params are a
+    :class:`CheckpointParams`.
+
+    Subclasses implement :meth:`score` (and may add :meth:`score_info`). The score is
+    taken at the given weights, or, with ``use_checkpoints: true``, averaged over the
+    original's recorded training checkpoints (restricted to ``checkpoint_epochs``), each
+    loaded into a clone of the model (:func:`checkpoint_clones`). ``info`` says where:
+    ``weights`` and, for checkpoints, ``checkpoint_epochs``.
+    """
+
+    def runtime_needs(self) -> frozenset[str]:
+        """Adds ``training_checkpoints`` when ``use_checkpoints`` is on."""
+        needs = set(type(self).needs)
+        if getattr(self.params, "use_checkpoints", False):
+            needs.add("training_checkpoints")
+        return frozenset(needs)
+
+    def score(self, adapter: ModelAdapter, dataset: Any, collate_fn: Any) -> np.ndarray:
+        """The score of every example of ``dataset`` under ``adapter``'s weights, in order."""
+        raise NotImplementedError
+
+    def score_info(self) -> dict[str, Any]:
+        """What ``info`` reports about the score's settings (before where it was taken)."""
+        return {}
+
+    def select(self, adapter: ModelAdapter, forget: Any, *, seed: int = 0,
+               collate_fn: Any = None, context: SelectionContext | None = None
+               ) -> Selection:
+        from erasus.selection import resolve_budget
+
+        p: Any = self.params
+        dataset, collate_fn = forget_data(forget, collate_fn)
+        n = len(dataset)
+        k = resolve_budget(p.budget, n)
+        info: dict[str, Any] = {"selector": self.name, "n_forget": n, "k": k,
+                                **self.score_info()}
+        if p.use_checkpoints:
+            record = optional_checkpoints(context, self.name)
+            scores = None
+            epochs = []
+            for checkpoint, clone in checkpoint_clones(adapter, record, p.checkpoint_epochs,
+                                                       self.name):
+                values = self.score(clone, dataset, collate_fn)
+                scores = values if scores is None else scores + values
+                epochs.append(checkpoint.epoch)
+            assert scores is not None
+            scores = scores / len(epochs)
+            info.update(weights="training checkpoints", checkpoint_epochs=epochs)
+        else:
+            scores = self.score(adapter, dataset, collate_fn)
+            info["weights"] = "given model"
+        indices, top = rank(scores, k, self.name)
+        return Selection(indices=indices, scores=top, info=info)
 
 
 def forget_data(forget: Any, collate_fn: Any) -> tuple[Any, Any]:
@@ -140,8 +198,8 @@ def optional_checkpoints(context: SelectionContext | None, selector: str) -> Tra
     """The context's record for ``use_checkpoints: true``; an error that says how otherwise.
 
     These selectors do not declare ``training_checkpoints`` in their class's ``needs``
-    (checkpoints are optional for them); :func:`checkpoint_needs` adds it to an
-    instance's ``runtime_needs()`` when ``use_checkpoints`` is on, so ``erasus run``
+    (checkpoints are optional for them); :meth:`CheckpointScorer.runtime_needs` adds it
+    to an instance's needs when ``use_checkpoints`` is on, so ``erasus run``
     records them when it trains the original.
     """
     record = context.record if context is not None else None
@@ -155,15 +213,6 @@ def optional_checkpoints(context: SelectionContext | None, selector: str) -> Tra
             "training_record=TrainingRecord(dir) with checkpoints; or set "
             "use_checkpoints: false to score at the given weights.")
     return record
-
-
-def checkpoint_needs(selector: Selector) -> frozenset[str]:
-    """``runtime_needs()`` of a selector with ``use_checkpoints``: its class's needs, plus
-    ``training_checkpoints`` when ``use_checkpoints`` is on."""
-    needs = set(type(selector).needs)
-    if getattr(selector.params, "use_checkpoints", False):
-        needs.add("training_checkpoints")
-    return frozenset(needs)
 
 
 def classifier_outputs(adapter: ModelAdapter, dataset: Any, *, collate_fn: Any,

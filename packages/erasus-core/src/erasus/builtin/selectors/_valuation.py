@@ -3,12 +3,14 @@
 ``forgetting_events``, ``data_shapley``, ``valuation_network`` and ``upcore`` all read
 per-example representations through the adapter and rank examples by a score; this
 module holds that reading and the seeded top-k, so each selector module is only its
-algorithm.
+algorithm. ``data_shapley`` and ``valuation_network`` also share the reading of labelled
+forget and validation features (:func:`labelled_features`) and the selection of the
+highest or lowest values (:func:`select_by_value`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from erasus.errors import IncompatibleComponentError
 
@@ -16,9 +18,10 @@ if TYPE_CHECKING:
     import numpy as np
 
     from erasus.adapters import ModelAdapter
-    from erasus.selection import SelectionContext
+    from erasus.selection import Selection, SelectionContext
 
-__all__ = ["embed", "ranked", "validation_split"]
+__all__ = ["LabelledFeatures", "embed", "labelled_features", "ranked", "select_by_value",
+           "validation_split"]
 
 
 def embed(adapter: ModelAdapter, dataset: Any, collate_fn: Any, *, labels: bool = False,
@@ -97,3 +100,56 @@ def ranked(scores: np.ndarray, k: int, seed: int) -> np.ndarray:
     tiebreak = np.random.default_rng(int(seed)).permutation(len(scores))
     order = np.lexsort((tiebreak, -scores))
     return order[:k].astype(np.int64)
+
+
+class LabelledFeatures(NamedTuple):
+    """Features and labels of the forget set and of a validation split."""
+
+    x: np.ndarray
+    """Forget features ``[n, d]``."""
+    y: np.ndarray
+    """Forget labels ``[n]``."""
+    xv: np.ndarray
+    """Validation features ``[m, d]``."""
+    yv: np.ndarray
+    """Validation labels ``[m]``."""
+    num_classes: int
+    """The largest label + 1, or the context's ``info.num_classes`` when that is larger."""
+
+
+def labelled_features(adapter: ModelAdapter, forget: Any, collate_fn: Any,
+                      context: SelectionContext | None, validation: str, component: str
+                      ) -> LabelledFeatures:
+    """:func:`embed` (with labels) of the forget set and of the context's ``validation``
+    split (:func:`validation_split`); each set uses its own collate function first."""
+    from erasus.data import unwrap
+
+    dataset = unwrap(forget)[0]
+    val = unwrap(validation_split(context, validation, component))[0]
+    ctx_collate = context.collate_fn if context is not None else None
+    x, y = embed(adapter, dataset, collate_fn or ctx_collate, labels=True, component=component)
+    xv, yv = embed(adapter, val, ctx_collate or collate_fn, labels=True, component=component)
+    assert y is not None and yv is not None
+    num_classes = max(int(max(y.max(), yv.max())) + 1,
+                      int(getattr(getattr(context, "info", None), "num_classes", None) or 0))
+    return LabelledFeatures(x, y, xv, yv, num_classes)
+
+
+def select_by_value(component: str, values: np.ndarray, *, prefer: str, budget: Any,
+                    seed: int, **info: Any) -> Selection:
+    """The ``budget`` forget examples with the highest ``values`` (``prefer: high``) or the
+    lowest (``low``), best first, scored by the value (negated for ``low``); ``info`` holds
+    the selector's name, sizes and ``prefer``, then ``info``, then every example's value."""
+    import numpy as np
+
+    from erasus.selection import Selection, resolve_budget
+
+    values = np.asarray(values, dtype=np.float64)
+    score = values if prefer == "high" else -values
+    n = len(values)
+    k = resolve_budget(budget, n)
+    chosen = ranked(score, k, seed)
+    return Selection(
+        indices=chosen, scores=score[chosen],
+        info={"selector": component, "n_forget": n, "k": k, "prefer": prefer, **info,
+              "values": [float(v) for v in values]})

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from erasus.components import Paper
-from erasus.selection import Selection, Selector, SelectorParams, resolve_budget
+from erasus.selection import Selection, Selector, SelectorParams
 
 if TYPE_CHECKING:
     import numpy as np
@@ -191,22 +191,12 @@ class DataShapleySelector(Selector):
                ) -> Selection:
         import numpy as np
 
-        from erasus.builtin.selectors._valuation import embed, ranked, validation_split
-        from erasus.data import unwrap
+        from erasus.builtin.selectors._valuation import labelled_features, select_by_value
 
         p: DataShapleyParams = self.params  # type: ignore[assignment]
-        dataset, _, _ = unwrap(forget)
-        n = len(dataset)
-        val = unwrap(validation_split(context, p.validation, self.name))[0]
-        ctx_collate = context.collate_fn if context is not None else None
-        x, y = embed(adapter, dataset, collate_fn or ctx_collate, labels=True,
-                     component=self.name)
-        xv, yv = embed(adapter, val, ctx_collate or collate_fn, labels=True,
-                       component=self.name)
-        assert y is not None and yv is not None
-        num_classes = int(max(y.max(), yv.max())) + 1
-        num_classes = max(num_classes, int(getattr(getattr(context, "info", None),
-                                                   "num_classes", None) or 0))
+        x, y, xv, yv, num_classes = labelled_features(adapter, forget, collate_fn, context,
+                                                      p.validation, self.name)
+        n = len(y)
         sq = (xv * xv).sum(1)[:, None] + (x * x).sum(1)[None, :] - 2.0 * xv @ x.T
         distances = np.sqrt(np.maximum(sq, 0.0))
         utility = KNNUtility(distances, y, yv, int(p.k_neighbors), num_classes, p.utility)
@@ -214,14 +204,8 @@ class DataShapleySelector(Selector):
             utility, n, permutations=int(p.max_permutations),
             tolerance=float(p.truncation_tolerance),
             patience=int(p.truncation_patience), seed=seed)
-        prefer = p.prefer
-        score = values if prefer == "high" else -values
-        k = resolve_budget(p.budget, n)
-        chosen = ranked(score, k, seed)
-        return Selection(
-            indices=chosen, scores=score[chosen],
-            info={"selector": self.name, "n_forget": n, "k": k, "prefer": prefer,
-                  "validation": p.validation, "n_validation": len(yv),
-                  "permutations": int(p.max_permutations),
-                  **{key: float(v) for key, v in stats.items()},
-                  "values": [float(v) for v in values]})
+        return select_by_value(
+            self.name, values, prefer=p.prefer, budget=p.budget, seed=seed,
+            validation=p.validation, n_validation=len(yv),
+            permutations=int(p.max_permutations),
+            **{key: float(v) for key, v in stats.items()})

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from erasus.builtin._papers import PAUL_2021
 from erasus.builtin.selectors._grad_common import (
     CheckpointParams,
-    checkpoint_clones,
-    checkpoint_needs,
+    CheckpointScorer,
     classifier_outputs,
-    forget_data,
-    optional_checkpoints,
-    rank,
 )
-from erasus.components import Paper
-from erasus.selection import Selection, SelectionContext, Selector, resolve_budget
 
 if TYPE_CHECKING:
     import numpy as np
@@ -40,7 +35,7 @@ def el2n_scores(adapter: ModelAdapter, dataset: Any, *, collate_fn: Any = None,
     return (probs - onehot).norm(dim=1).numpy()
 
 
-class EL2N(Selector):
+class EL2N(CheckpointScorer):
     """Score each forget example by its EL2N: the L2 error of the predicted distribution.
 
     ``score_i = || softmax(f(x_i)) - onehot(y_i) ||_2`` from the model's class logits and
@@ -57,42 +52,9 @@ class EL2N(Selector):
     modalities = ("classification",)
     needs = frozenset()
     Params = EL2NParams
-    paper = Paper(
-        title="Deep Learning on a Data Diet: Finding Important Examples Early in Training",
-        authors="Mansheej Paul, Surya Ganguli, Gintare Karolina Dziugaite",
-        year=2021,
-        url="https://arxiv.org/abs/2107.07075",
-        venue="NeurIPS",
-    )
+    paper = PAUL_2021
 
-    def runtime_needs(self) -> frozenset[str]:
-        """Adds ``training_checkpoints`` when ``use_checkpoints`` is on."""
-        return checkpoint_needs(self)
-
-    def select(self, adapter: ModelAdapter, forget: Any, *, seed: int = 0,
-               collate_fn: Any = None, context: SelectionContext | None = None
-               ) -> Selection:
+    def score(self, adapter: ModelAdapter, dataset: Any, collate_fn: Any) -> np.ndarray:
         p: EL2NParams = self.params  # type: ignore[assignment]
-        dataset, collate_fn = forget_data(forget, collate_fn)
-        n = len(dataset)
-        k = resolve_budget(p.budget, n)
-        info: dict[str, Any] = {"selector": self.name, "n_forget": n, "k": k}
-        if p.use_checkpoints:
-            record = optional_checkpoints(context, self.name)
-            scores = None
-            epochs = []
-            for checkpoint, clone in checkpoint_clones(adapter, record, p.checkpoint_epochs,
-                                                       self.name):
-                values = el2n_scores(clone, dataset, collate_fn=collate_fn,
-                                     batch_size=p.batch_size, selector=self.name)
-                scores = values if scores is None else scores + values
-                epochs.append(checkpoint.epoch)
-            assert scores is not None
-            scores = scores / len(epochs)
-            info.update(weights="training checkpoints", checkpoint_epochs=epochs)
-        else:
-            scores = el2n_scores(adapter, dataset, collate_fn=collate_fn,
-                                 batch_size=p.batch_size, selector=self.name)
-            info["weights"] = "given model"
-        indices, top = rank(scores, k, self.name)
-        return Selection(indices=indices, scores=top, info=info)
+        return el2n_scores(adapter, dataset, collate_fn=collate_fn, batch_size=p.batch_size,
+                           selector=self.name)

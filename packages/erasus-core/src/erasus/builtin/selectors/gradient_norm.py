@@ -6,16 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from erasus.builtin.selectors._grad_common import (
-    CheckpointParams,
-    checkpoint_clones,
-    checkpoint_needs,
-    forget_data,
-    optional_checkpoints,
-    rank,
-)
-from erasus.components import Paper
-from erasus.selection import Selection, SelectionContext, Selector, resolve_budget
+from erasus.builtin._papers import PAUL_2021
+from erasus.builtin.selectors._grad_common import CheckpointParams, CheckpointScorer
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,7 +39,7 @@ def gradient_norms(adapter: ModelAdapter, dataset: Any, *, params: str | None = 
     return out
 
 
-class GradientNorm(Selector):
+class GradientNorm(CheckpointScorer):
     """Score each forget example by the L2 norm of its loss gradient (GraNd).
 
     ``score_i = || d loss(z_i) / d theta ||_2`` over the chosen parameters (``parameters``: a
@@ -65,43 +57,13 @@ class GradientNorm(Selector):
     modalities = ("any",)
     needs = frozenset()
     Params = GradientNormParams
-    paper = Paper(
-        title="Deep Learning on a Data Diet: Finding Important Examples Early in Training",
-        authors="Mansheej Paul, Surya Ganguli, Gintare Karolina Dziugaite",
-        year=2021,
-        url="https://arxiv.org/abs/2107.07075",
-        venue="NeurIPS",
-    )
+    paper = PAUL_2021
 
-    def runtime_needs(self) -> frozenset[str]:
-        """Adds ``training_checkpoints`` when ``use_checkpoints`` is on."""
-        return checkpoint_needs(self)
-
-    def select(self, adapter: ModelAdapter, forget: Any, *, seed: int = 0,
-               collate_fn: Any = None, context: SelectionContext | None = None
-               ) -> Selection:
+    def score(self, adapter: ModelAdapter, dataset: Any, collate_fn: Any) -> np.ndarray:
         p: GradientNormParams = self.params  # type: ignore[assignment]
-        dataset, collate_fn = forget_data(forget, collate_fn)
-        n = len(dataset)
-        k = resolve_budget(p.budget, n)
-        info: dict[str, Any] = {"selector": self.name, "n_forget": n, "k": k,
-                                "parameters": p.parameters or "all"}
-        if p.use_checkpoints:
-            record = optional_checkpoints(context, self.name)
-            scores = None
-            epochs = []
-            for checkpoint, clone in checkpoint_clones(adapter, record, p.checkpoint_epochs,
-                                                       self.name):
-                norms = gradient_norms(clone, dataset, params=p.parameters,
-                                       collate_fn=collate_fn, batch_size=p.batch_size)
-                scores = norms if scores is None else scores + norms
-                epochs.append(checkpoint.epoch)
-            assert scores is not None
-            scores = scores / len(epochs)
-            info.update(weights="training checkpoints", checkpoint_epochs=epochs)
-        else:
-            scores = gradient_norms(adapter, dataset, params=p.parameters,
-                                    collate_fn=collate_fn, batch_size=p.batch_size)
-            info["weights"] = "given model"
-        indices, top = rank(scores, k, self.name)
-        return Selection(indices=indices, scores=top, info=info)
+        return gradient_norms(adapter, dataset, params=p.parameters, collate_fn=collate_fn,
+                              batch_size=p.batch_size)
+
+    def score_info(self) -> dict[str, Any]:
+        p: GradientNormParams = self.params  # type: ignore[assignment]
+        return {"parameters": p.parameters or "all"}

@@ -8,13 +8,12 @@ from pydantic import Field
 
 from erasus.builtin.selectors._features import (
     FeatureSelectorParams,
-    feature_matrix,
-    forget_data,
+    forget_features,
     make_selection,
     sq_distances,
 )
 from erasus.components import Paper
-from erasus.selection import Selection, Selector, resolve_budget
+from erasus.selection import Selection, Selector
 
 if TYPE_CHECKING:
     import numpy as np
@@ -126,11 +125,7 @@ class Herding(Selector):
         import numpy as np
 
         p: HerdingParams = self.params  # type: ignore[assignment]
-        dataset, collate_fn = forget_data(forget, collate_fn)
-        n = len(dataset)
-        k = resolve_budget(p.budget, n)
-        x = feature_matrix(adapter, dataset, selector=self.name, collate_fn=collate_fn,
-                           batch_size=p.batch_size)
+        x, n, k = forget_features(self, adapter, forget, collate_fn)
         if p.normalize:
             norms = np.linalg.norm(x, axis=1, keepdims=True)
             x = x / np.where(norms > 0, norms, 1.0)

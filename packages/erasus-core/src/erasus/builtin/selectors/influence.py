@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from erasus.builtin._papers import KOH_2017
 from erasus.builtin.selectors._grad_common import (
     ScoreParams,
     forget_data,
     rank,
     target_data,
 )
-from erasus.components import Paper
 from erasus.errors import IncompatibleComponentError
 from erasus.selection import Selection, SelectionContext, Selector, resolve_budget
 
@@ -187,13 +187,7 @@ class Influence(Selector):
     modalities = ("any",)
     needs = frozenset({"retain"})
     Params = InfluenceParams
-    paper = Paper(
-        title="Understanding Black-box Predictions via Influence Functions",
-        authors="Pang Wei Koh, Percy Liang",
-        year=2017,
-        url="https://arxiv.org/abs/1703.04730",
-        venue="ICML",
-    )
+    paper = KOH_2017
 
     def select(self, adapter: ModelAdapter, forget: Any, *, seed: int = 0,
                collate_fn: Any = None, context: SelectionContext | None = None

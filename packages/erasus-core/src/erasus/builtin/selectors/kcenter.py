@@ -6,13 +6,12 @@ from typing import TYPE_CHECKING, Any
 
 from erasus.builtin.selectors._features import (
     FeatureSelectorParams,
-    feature_matrix,
-    forget_data,
+    forget_features,
     make_selection,
     sq_distances,
 )
 from erasus.components import Paper
-from erasus.selection import Selection, Selector, resolve_budget
+from erasus.selection import Selection, Selector
 
 if TYPE_CHECKING:
     import numpy as np
@@ -85,12 +84,7 @@ class KCenter(Selector):
                collate_fn: Any = None) -> Selection:
         import numpy as np
 
-        p: KCenterParams = self.params  # type: ignore[assignment]
-        dataset, collate_fn = forget_data(forget, collate_fn)
-        n = len(dataset)
-        k = resolve_budget(p.budget, n)
-        x = feature_matrix(adapter, dataset, selector=self.name, collate_fn=collate_fn,
-                           batch_size=p.batch_size)
+        x, n, k = forget_features(self, adapter, forget, collate_fn)
         first = int(np.random.default_rng(int(seed)).integers(n))
         order, added = kcenter_greedy(x, k, first)
         radius = float(np.sqrt(sq_distances(x, x[order]).min(axis=1).max()))

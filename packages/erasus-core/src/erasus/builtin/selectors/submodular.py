@@ -11,14 +11,13 @@ from erasus.builtin.selectors._features import (
     FeatureSelectorParams,
     GraphCut,
     facility_value,
-    feature_matrix,
-    forget_data,
+    forget_features,
     greedy_maximize,
     make_selection,
     similarity_kernel,
 )
 from erasus.components import Paper
-from erasus.selection import Selection, Selector, resolve_budget
+from erasus.selection import Selection, Selector
 
 if TYPE_CHECKING:
     from erasus.adapters import ModelAdapter
@@ -97,11 +96,7 @@ class Submodular(Selector):
     def select(self, adapter: ModelAdapter, forget: Any, *, seed: int = 0,
                collate_fn: Any = None) -> Selection:
         p: SubmodularParams = self.params  # type: ignore[assignment]
-        dataset, collate_fn = forget_data(forget, collate_fn)
-        n = len(dataset)
-        k = resolve_budget(p.budget, n)
-        x = feature_matrix(adapter, dataset, selector=self.name, collate_fn=collate_fn,
-                           batch_size=p.batch_size)
+        x, n, k = forget_features(self, adapter, forget, collate_fn)
         sim, settings = similarity_kernel(x, p.metric, p.gamma)
         if p.function == "facility_location":
             objective: FacilityLocation | GraphCut = FacilityLocation(sim)

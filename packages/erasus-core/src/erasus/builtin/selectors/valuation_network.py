@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from erasus.components import Paper
-from erasus.selection import Selection, Selector, SelectorParams, resolve_budget
+from erasus.selection import Selection, Selector, SelectorParams
 
 if TYPE_CHECKING:
     import numpy as np
@@ -101,33 +101,15 @@ class ValuationNetworkSelector(Selector):
     def select(self, adapter: ModelAdapter, forget: Any, *, seed: int = 0,
                collate_fn: Any = None, context: SelectionContext | None = None
                ) -> Selection:
-        import numpy as np
-
-        from erasus.builtin.selectors._valuation import embed, ranked, validation_split
-        from erasus.data import unwrap
+        from erasus.builtin.selectors._valuation import labelled_features, select_by_value
 
         p: ValuationNetworkParams = self.params  # type: ignore[assignment]
-        dataset, _, _ = unwrap(forget)
-        n = len(dataset)
-        val = unwrap(validation_split(context, p.validation, self.name))[0]
-        ctx_collate = context.collate_fn if context is not None else None
-        x, y = embed(adapter, dataset, collate_fn or ctx_collate, labels=True,
-                     component=self.name)
-        xv, yv = embed(adapter, val, ctx_collate or collate_fn, labels=True,
-                       component=self.name)
-        assert y is not None and yv is not None
-        num_classes = max(int(max(y.max(), yv.max())) + 1,
-                          int(getattr(getattr(context, "info", None), "num_classes", None)
-                              or 0))
+        x, y, xv, yv, num_classes = labelled_features(adapter, forget, collate_fn, context,
+                                                      p.validation, self.name)
         values, stats = _dvrl(x, y, xv, yv, num_classes, p, seed)
-        score = values if p.prefer == "high" else -values
-        k = resolve_budget(p.budget, n)
-        chosen = ranked(score, k, seed)
-        return Selection(
-            indices=chosen, scores=score[chosen].astype(np.float64),
-            info={"selector": self.name, "n_forget": n, "k": k, "prefer": p.prefer,
-                  "validation": p.validation, "n_validation": len(yv), **stats,
-                  "values": [float(v) for v in values]})
+        return select_by_value(
+            self.name, values, prefer=p.prefer, budget=p.budget, seed=seed,
+            validation=p.validation, n_validation=len(yv), **stats)
 
 
 def _fit_predictor(x: np.ndarray, targets: np.ndarray, weights: np.ndarray,

@@ -1,8 +1,8 @@
 """Shared pieces of the saliency, sparsity and second-order strategies (private).
 
 Per-parameter importances (squared gradients, the diagonal Fisher), exact top-k masks,
-gradient-masking hooks and the classifier checks those strategies share. Gradients come
-from :mod:`erasus.gradients`; nothing here computes them another way.
+gradient-masking hooks and the classifier check those strategies (and random_label) share.
+Gradients come from :mod:`erasus.gradients`; nothing here computes them another way.
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ if TYPE_CHECKING:
     import torch
 
     from erasus.adapters import ModelAdapter
+    from erasus.strategy import History, LossStrategy, RunContext, UnlearnData
 
 __all__ = [
     "batch_fisher",
     "classifier_classes",
     "diag_fisher",
     "masked_gradients",
+    "masked_unlearn",
     "scatter",
     "squared_grads",
     "top_fraction",
@@ -152,8 +154,8 @@ def classifier_classes(adapter: ModelAdapter, strategy: str, why: str) -> int:
             f"strategy '{strategy}' {why}, so it needs a classification model adapter "
             f"(labels, with_labels and num_classes); model '{adapter.name}' (modalities "
             f"{', '.join(adapter.modalities)}) lacks {what}. Use the 'classifier' adapter, or "
-            "a generic strategy (gradient_difference, ssd, l1_sparse) that only needs a "
-            "per-example loss.")
+            "a generic strategy (gradient_ascent, gradient_difference, ssd, l1_sparse) that "
+            "only needs a per-example loss.")
     return num_classes
 
 
@@ -175,3 +177,16 @@ def masked_gradients(adapter: ModelAdapter, masks: dict[str, torch.Tensor]
     finally:
         for handle in handles:
             handle.remove()
+
+
+def masked_unlearn(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
+                   run: RunContext) -> History:
+    """``strategy.prepare`` (which sets ``strategy.masks``), then the shared training loop
+    with every gradient multiplied by those masks (:func:`masked_gradients`)."""
+    from erasus.training import train_loop
+
+    strategy.prepare(adapter, data, run)
+    masks = getattr(strategy, "masks", None)
+    assert masks is not None, f"{strategy.name}: prepare() must set the masks"
+    with masked_gradients(adapter, masks):
+        return train_loop(strategy, adapter, data, run)

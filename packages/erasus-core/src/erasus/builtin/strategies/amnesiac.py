@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from erasus.components import Paper
+from erasus.builtin._papers import GRAVES_2021
 from erasus.errors import IncompatibleComponentError
 from erasus.strategy import LoopParams, LossStrategy
 
@@ -91,13 +91,7 @@ class Amnesiac(LossStrategy):
     modalities = ("any",)
     needs = frozenset({"training_updates", "retain"})
     Params = AmnesiacParams
-    paper = Paper(
-        title="Amnesiac Machine Learning",
-        authors="Laura Graves, Vineel Nagisetty, Vijay Ganesh",
-        year=2021,
-        url="https://arxiv.org/abs/2010.10981",
-        venue="AAAI",
-    )
+    paper = GRAVES_2021
     effect = "raise_forget_loss"
     epoch_over = "retain"
     pair_with = None

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from erasus.components import Paper
+from erasus.builtin._papers import KOH_2017
 from erasus.strategy import Strategy, StrategyParams
 
 if TYPE_CHECKING:
@@ -66,13 +66,7 @@ class InfluenceUpdate(Strategy):
     modalities = ("any",)
     needs = frozenset({"retain"})
     Params = InfluenceUpdateParams
-    paper = Paper(
-        title="Understanding Black-box Predictions via Influence Functions",
-        authors="Pang Wei Koh, Percy Liang",
-        year=2017,
-        url="https://arxiv.org/abs/1703.04730",
-        venue="ICML",
-    )
+    paper = KOH_2017
     effect = "raise_forget_loss"
 
     def __init__(self, params: Any = None, **kwargs: Any) -> None:

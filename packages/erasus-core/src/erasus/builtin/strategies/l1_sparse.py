@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from erasus.components import Paper
+from erasus.builtin._papers import JIA_2023
 from erasus.strategy import LoopParams, LossStrategy
 
 if TYPE_CHECKING:
@@ -18,16 +18,6 @@ if TYPE_CHECKING:
     from erasus.strategy import History, RunContext, UnlearnData
 
 __all__ = ["L1Sparse", "L1SparseParams"]
-
-JIA_2023 = Paper(
-    title="Model Sparsity Can Simplify Machine Unlearning",
-    authors="Jinghan Jia, Jiancheng Liu, Parikshit Ram, Yuguang Yao, Gaowen Liu, Yang Liu, "
-    "Pranay Sharma, Sijia Liu",
-    year=2023,
-    url="https://arxiv.org/abs/2304.04934",
-    venue="NeurIPS",
-)
-
 
 class L1SparseParams(LoopParams):
     """Parameters of l1-sparse unlearning (defaults suit the digits benchmark)."""

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from erasus.components import Paper
+from erasus.builtin._papers import KURMANJI_2023
 from erasus.strategy import LoopParams, LossStrategy
 
 if TYPE_CHECKING:
@@ -48,13 +48,7 @@ class NegativeGradient(LossStrategy):
     modalities = ("any",)
     needs = frozenset({"retain"})
     Params = NegativeGradientParams
-    paper = Paper(
-        title="Towards Unbounded Machine Unlearning",
-        authors="Meghdad Kurmanji, Peter Triantafillou, Jamie Hayes, Eleni Triantafillou",
-        year=2023,
-        url="https://arxiv.org/abs/2302.09880",
-        venue="NeurIPS",
-    )
+    paper = KURMANJI_2023
     effect = "raise_forget_loss"
     epoch_over = "retain"
     pair_with = "forget"

@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from erasus.builtin.strategies._likelihood import ForgetPlusRetain, target_likelihood
 from erasus.components import Paper
-from erasus.errors import IncompatibleComponentError
-from erasus.strategy import LoopParams, LossStrategy
+from erasus.strategy import LoopParams
 
 if TYPE_CHECKING:
     import torch
@@ -43,7 +43,7 @@ def npo_loss(log_prob: torch.Tensor, ref_log_prob: torch.Tensor, beta: float) ->
     return -(2.0 / beta) * F.logsigmoid(-beta * (log_prob - ref_log_prob)).mean()
 
 
-class NPO(LossStrategy):
+class NPO(ForgetPlusRetain):
     """NPO (Zhang et al. 2024): push the forget set's likelihood below the original's, boundedly.
 
     Each step minimises, over a forget batch,
@@ -78,43 +78,28 @@ class NPO(LossStrategy):
         venue="COLM",
     )
     effect = "raise_forget_loss"
-    epoch_over = "forget"
-    pair_with = "retain"
+    no_retain_hint = "set retain_weight: 0 for plain NPO"
 
     def __init__(self, params: Any = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
-        p: NPOParams = self.params  # type: ignore[assignment]
-        self.pair_with = "retain" if p.retain_weight > 0 else None
         #: ``log p_ref(y|x)`` of every forget example, by position (set by prepare()).
         self.ref_log_prob: torch.Tensor | None = None
 
     def prepare(self, adapter: ModelAdapter, data: UnlearnData, run: RunContext) -> None:
+        super().prepare(adapter, data, run)
         p: NPOParams = self.params  # type: ignore[assignment]
-        if p.retain_weight > 0 and (data.retain is None or len(data.retain) == 0):
-            raise IncompatibleComponentError(
-                f"strategy '{self.name}' with retain_weight {p.retain_weight:g} (NPO+RT) needs "
-                "a non-empty retain set; pass one, or set retain_weight: 0 for plain NPO")
         self.ref_log_prob = sequence_log_probs(adapter, data.forget, data.collate_fn,
                                                p.batch_size)
 
-    def loss(self, adapter: ModelAdapter, *, forget: dict[str, Any] | None,
-             retain: dict[str, Any] | None) -> dict[str, torch.Tensor]:
+    def forget_terms(self, adapter: ModelAdapter, forget: dict[str, Any]
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if self.ref_log_prob is None:
             raise RuntimeError("npo: prepare() must run before loss()")
         p: NPOParams = self.params  # type: ignore[assignment]
-        losses, mask = adapter.token_losses(forget)
-        mask = mask.to(losses.dtype)
-        log_prob = -(losses * mask).sum(dim=1)
-        ref = self.ref_log_prob.to(log_prob.device)[forget["index"]]
-        forget_npo = npo_loss(log_prob, ref, p.beta)
-        parts = {"npo_loss": forget_npo,
-                 "forget_loss": ((losses * mask).sum(dim=1) / mask.sum(dim=1)).mean()}
-        total = forget_npo
-        if self.pair_with is not None:
-            retain_loss = adapter.per_example_loss(retain).mean()
-            total = total + p.retain_weight * retain_loss
-            parts["retain_loss"] = retain_loss
-        return {"loss": total, **parts}
+        lik = target_likelihood(adapter, forget)
+        ref = self.ref_log_prob.to(lik.log_prob.device)[forget["index"]]
+        forget_npo = npo_loss(lik.log_prob, ref, p.beta)
+        return forget_npo, {"npo_loss": forget_npo, "forget_loss": lik.mean_loss()}
 
 
 def sequence_log_probs(adapter: ModelAdapter, dataset: Any, collate_fn: Any,
@@ -136,8 +121,7 @@ def sequence_log_probs(adapter: ModelAdapter, dataset: Any, collate_fn: Any,
                                              min_batch_size=adapter.min_batch_size):
                 batch = adapter.prepare_batch(raw)
                 batch["index"] = indices.to(adapter.device)
-                losses, mask = adapter.token_losses(batch)
-                out[indices] = -(losses * mask.to(losses.dtype)).sum(dim=1).float().cpu()
+                out[indices] = target_likelihood(adapter, batch).log_prob.float().cpu()
     finally:
         model.train(was_training)
     return out

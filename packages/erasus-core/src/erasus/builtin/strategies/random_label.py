@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from erasus.components import Paper
-from erasus.errors import IncompatibleComponentError
+from erasus.builtin._papers import GRAVES_2021
 from erasus.strategy import LoopParams, LossStrategy
 
 if TYPE_CHECKING:
@@ -16,7 +15,7 @@ if TYPE_CHECKING:
     from erasus.adapters import ModelAdapter
     from erasus.strategy import RunContext, UnlearnData
 
-__all__ = ["RandomLabel", "RandomLabelParams"]
+__all__ = ["RandomLabel", "RandomLabelParams", "draw_random_labels", "relabelled_loss"]
 
 
 class RandomLabelParams(LoopParams):
@@ -26,6 +25,37 @@ class RandomLabelParams(LoopParams):
     lr: float = Field(5e-4, gt=0, description="Learning rate.")
     retain_weight: float = Field(
         1.0, ge=0, description="Weight of the cross-entropy on the paired retain batch.")
+
+
+def draw_random_labels(n: int, num_classes: int, seed: int, *,
+                       true_labels: torch.Tensor | None = None) -> torch.Tensor:
+    """One fixed random label per example (by position), from a generator seeded by ``seed``.
+
+    Uniform over all ``num_classes`` classes, or, given ``true_labels``, uniform over the
+    ``num_classes - 1`` classes other than each example's true label.
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(int(seed))
+    if true_labels is None:
+        return torch.randint(0, num_classes, (n,), generator=g)
+    # An offset in 1..C-1 modulo C is uniform over the C-1 wrong classes.
+    offset = torch.randint(1, num_classes, (n,), generator=g)
+    return (true_labels + offset) % num_classes
+
+
+def relabelled_loss(adapter: ModelAdapter, forget: dict[str, Any], retain: dict[str, Any],
+                    random_labels: torch.Tensor, retain_weight: float
+                    ) -> dict[str, torch.Tensor]:
+    """``CE(forget batch, its random labels) + retain_weight * CE(retain batch)``, the
+    labels looked up by the batch's positions in the forget set (``forget["index"]``)."""
+    index = forget["index"].to(random_labels.device)
+    labels = random_labels[index].to(adapter.device)
+    relabelled = adapter.with_labels(forget, labels)  # type: ignore[attr-defined]
+    forget_loss = adapter.per_example_loss(relabelled).mean()
+    retain_loss = adapter.per_example_loss(retain).mean()
+    total = forget_loss + retain_weight * retain_loss
+    return {"loss": total, "forget_loss": forget_loss, "retain_loss": retain_loss}
 
 
 class RandomLabel(LossStrategy):
@@ -44,13 +74,7 @@ class RandomLabel(LossStrategy):
     modalities = ("classification",)
     needs = frozenset({"retain"})
     Params = RandomLabelParams
-    paper = Paper(
-        title="Amnesiac Machine Learning",
-        authors="Laura Graves, Vineel Nagisetty, Vijay Ganesh",
-        year=2021,
-        url="https://arxiv.org/abs/2010.10981",
-        venue="AAAI",
-    )
+    paper = GRAVES_2021
     effect = "raise_forget_loss"
     epoch_over = "forget"
     pair_with = "retain"
@@ -61,31 +85,13 @@ class RandomLabel(LossStrategy):
         self.random_labels: torch.Tensor | None = None
         self.true_labels: torch.Tensor | None = None
 
-    @staticmethod
-    def _num_classes(adapter: ModelAdapter) -> int:
-        missing = [a for a in ("labels", "with_labels") if not callable(getattr(adapter, a, None))]
-        num_classes = None
-        if not missing:
-            try:
-                num_classes = int(adapter.num_classes)  # type: ignore[attr-defined]
-            except (AttributeError, NotImplementedError, IncompatibleComponentError,
-                    TypeError, ValueError):
-                missing.append("num_classes")
-        if missing or num_classes is None or num_classes < 2:
-            what = ", ".join(missing) or "num_classes >= 2"
-            raise IncompatibleComponentError(
-                f"strategy 'random_label' relabels examples, so it needs a classification "
-                f"model adapter (labels, with_labels and num_classes); model '{adapter.name}' "
-                f"(modalities {', '.join(adapter.modalities)}) lacks {what}. Use it with the "
-                "'classifier' adapter, or choose gradient_ascent or gradient_difference, "
-                "which only need a per-example loss.")
-        return num_classes
-
     def prepare(self, adapter: ModelAdapter, data: UnlearnData, run: RunContext) -> None:
         import torch
         from torch.utils.data.dataloader import default_collate
 
-        num_classes = self._num_classes(adapter)
+        from erasus.builtin.strategies._importance import classifier_classes
+
+        num_classes = classifier_classes(adapter, self.name, "relabels examples")
         collate = data.collate_fn or default_collate
         forget = data.forget
         true = []
@@ -95,21 +101,14 @@ class RandomLabel(LossStrategy):
                 batch = adapter.prepare_batch(collate(items))
                 true.append(adapter.labels(batch).detach().long().cpu())  # type: ignore[attr-defined]
         true_labels = torch.cat(true) if true else torch.zeros(0, dtype=torch.long)
-        g = torch.Generator().manual_seed(int(run.seed))
-        # An offset in 1..C-1 modulo C is uniform over the C-1 wrong classes.
-        offset = torch.randint(1, num_classes, (len(true_labels),), generator=g)
         self.true_labels = true_labels
-        self.random_labels = (true_labels + offset) % num_classes
+        self.random_labels = draw_random_labels(len(true_labels), num_classes, run.seed,
+                                                true_labels=true_labels)
 
     def loss(self, adapter: ModelAdapter, *, forget: dict[str, Any] | None,
              retain: dict[str, Any] | None) -> dict[str, torch.Tensor]:
         if self.random_labels is None:
             raise RuntimeError("random_label: prepare() must run before loss()")
         p: RandomLabelParams = self.params  # type: ignore[assignment]
-        index = forget["index"].to(self.random_labels.device)
-        labels = self.random_labels[index].to(adapter.device)
-        relabelled = adapter.with_labels(forget, labels)  # type: ignore[attr-defined]
-        forget_loss = adapter.per_example_loss(relabelled).mean()
-        retain_loss = adapter.per_example_loss(retain).mean()
-        total = forget_loss + p.retain_weight * retain_loss
-        return {"loss": total, "forget_loss": forget_loss, "retain_loss": retain_loss}
+        return relabelled_loss(adapter, forget, retain,  # type: ignore[arg-type]
+                               self.random_labels, p.retain_weight)

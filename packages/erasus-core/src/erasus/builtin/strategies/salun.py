@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from erasus.components import Paper
+from erasus.builtin._papers import FAN_2024
+from erasus.builtin.strategies.random_label import draw_random_labels, relabelled_loss
 from erasus.strategy import LoopParams, LossStrategy
 
 if TYPE_CHECKING:
@@ -54,14 +55,7 @@ class SalUn(LossStrategy):
     modalities = ("classification",)
     needs = frozenset({"retain"})
     Params = SalUnParams
-    paper = Paper(
-        title="SalUn: Empowering Machine Unlearning via Gradient-based Weight Saliency in "
-        "Both Image Classification and Generation",
-        authors="Chongyu Fan, Jiancheng Liu, Yihua Zhang, Eric Wong, Dennis Wei, Sijia Liu",
-        year=2024,
-        url="https://arxiv.org/abs/2310.12508",
-        venue="ICLR",
-    )
+    paper = FAN_2024
     effect = "raise_forget_loss"
     epoch_over = "forget"
     pair_with = "retain"
@@ -74,8 +68,6 @@ class SalUn(LossStrategy):
         self.random_labels: torch.Tensor | None = None
 
     def prepare(self, adapter: ModelAdapter, data: UnlearnData, run: RunContext) -> None:
-        import torch
-
         from erasus.builtin.strategies._importance import (
             classifier_classes,
             scatter,
@@ -89,27 +81,17 @@ class SalUn(LossStrategy):
         saliency = mean_grad(adapter, data.forget, names=names,
                              collate_fn=data.collate_fn).abs()
         self.masks = scatter(adapter, names, top_fraction(saliency, p.saliency_fraction))
-        g = torch.Generator().manual_seed(int(run.seed))
-        self.random_labels = torch.randint(0, num_classes, (len(data.forget),), generator=g)
+        self.random_labels = draw_random_labels(len(data.forget), num_classes, run.seed)
 
     def unlearn(self, adapter: ModelAdapter, data: UnlearnData, run: RunContext) -> History:
-        from erasus.builtin.strategies._importance import masked_gradients
-        from erasus.training import train_loop
+        from erasus.builtin.strategies._importance import masked_unlearn
 
-        self.prepare(adapter, data, run)
-        assert self.masks is not None
-        with masked_gradients(adapter, self.masks):
-            return train_loop(self, adapter, data, run)
+        return masked_unlearn(self, adapter, data, run)
 
     def loss(self, adapter: ModelAdapter, *, forget: dict[str, Any] | None,
              retain: dict[str, Any] | None) -> dict[str, torch.Tensor]:
         if self.random_labels is None:
             raise RuntimeError("salun: prepare() must run before loss()")
         p: SalUnParams = self.params  # type: ignore[assignment]
-        index = forget["index"].to(self.random_labels.device)
-        labels = self.random_labels[index].to(adapter.device)
-        relabelled = adapter.with_labels(forget, labels)  # type: ignore[attr-defined]
-        forget_loss = adapter.per_example_loss(relabelled).mean()
-        retain_loss = adapter.per_example_loss(retain).mean()
-        total = forget_loss + p.retain_weight * retain_loss
-        return {"loss": total, "forget_loss": forget_loss, "retain_loss": retain_loss}
+        return relabelled_loss(adapter, forget, retain,  # type: ignore[arg-type]
+                               self.random_labels, p.retain_weight)

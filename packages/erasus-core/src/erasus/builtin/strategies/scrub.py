@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from erasus.components import Paper
+from erasus.builtin._papers import KURMANJI_2023
 from erasus.errors import IncompatibleComponentError
 from erasus.strategy import LoopParams, LossStrategy
 
@@ -122,13 +122,7 @@ class SCRUB(LossStrategy):
     modalities = ("classification",)
     needs = frozenset({"retain", "reference_model"})
     Params = SCRUBParams
-    paper = Paper(
-        title="Towards Unbounded Machine Unlearning",
-        authors="Meghdad Kurmanji, Peter Triantafillou, Jamie Hayes, Eleni Triantafillou",
-        year=2023,
-        url="https://arxiv.org/abs/2302.09880",
-        venue="NeurIPS",
-    )
+    paper = KURMANJI_2023
     effect = "raise_forget_loss"
     epoch_over = "retain"
     pair_with = None

@@ -6,15 +6,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from erasus.builtin.strategies._likelihood import ForgetPlusRetain, target_likelihood
 from erasus.components import Paper
-from erasus.errors import IncompatibleComponentError
-from erasus.strategy import LoopParams, LossStrategy
+from erasus.strategy import LoopParams
 
 if TYPE_CHECKING:
     import torch
 
     from erasus.adapters import ModelAdapter
-    from erasus.strategy import RunContext, UnlearnData
 
 __all__ = ["SimNPO", "SimNPOParams", "simnpo_loss"]
 
@@ -43,7 +42,7 @@ def simnpo_loss(log_prob: torch.Tensor, length: torch.Tensor, beta: float, gamma
     return -(2.0 / beta) * F.logsigmoid(-(beta / length) * log_prob - gamma).mean()
 
 
-class SimNPO(LossStrategy):
+class SimNPO(ForgetPlusRetain):
     """SimNPO (Fan et al. 2024): NPO without a reference model, normalised by target length.
 
     Each step minimises, over a forget batch,
@@ -76,33 +75,10 @@ class SimNPO(LossStrategy):
         venue="NeurIPS",
     )
     effect = "raise_forget_loss"
-    epoch_over = "forget"
-    pair_with = "retain"
 
-    def __init__(self, params: Any = None, **kwargs: Any) -> None:
-        super().__init__(params, **kwargs)
+    def forget_terms(self, adapter: ModelAdapter, forget: dict[str, Any]
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         p: SimNPOParams = self.params  # type: ignore[assignment]
-        self.pair_with = "retain" if p.retain_weight > 0 else None
-
-    def prepare(self, adapter: ModelAdapter, data: UnlearnData, run: RunContext) -> None:
-        p: SimNPOParams = self.params  # type: ignore[assignment]
-        if p.retain_weight > 0 and (data.retain is None or len(data.retain) == 0):
-            raise IncompatibleComponentError(
-                f"strategy '{self.name}' with retain_weight {p.retain_weight:g} needs a "
-                "non-empty retain set; pass one, or set retain_weight: 0")
-
-    def loss(self, adapter: ModelAdapter, *, forget: dict[str, Any] | None,
-             retain: dict[str, Any] | None) -> dict[str, torch.Tensor]:
-        p: SimNPOParams = self.params  # type: ignore[assignment]
-        losses, mask = adapter.token_losses(forget)
-        mask = mask.to(losses.dtype)
-        length = mask.sum(dim=1)
-        log_prob = -(losses * mask).sum(dim=1)
-        forget_term = simnpo_loss(log_prob, length, p.beta, p.gamma)
-        parts = {"simnpo_loss": forget_term, "forget_loss": (-log_prob / length).mean()}
-        total = forget_term
-        if self.pair_with is not None:
-            retain_loss = adapter.per_example_loss(retain).mean()
-            total = total + p.retain_weight * retain_loss
-            parts["retain_loss"] = retain_loss
-        return {"loss": total, **parts}
+        lik = target_likelihood(adapter, forget)
+        forget_term = simnpo_loss(lik.log_prob, lik.length, p.beta, p.gamma)
+        return forget_term, {"simnpo_loss": forget_term, "forget_loss": lik.mean_loss()}

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from erasus.builtin.strategies.l1_sparse import JIA_2023
+from erasus.builtin._papers import JIA_2023
 from erasus.strategy import LoopParams, LossStrategy
 
 if TYPE_CHECKING:
@@ -84,13 +84,9 @@ class SparseAware(LossStrategy):
         self.masks = {n: ~m for n, m in pruned.items()}
 
     def unlearn(self, adapter: ModelAdapter, data: UnlearnData, run: RunContext) -> History:
-        from erasus.builtin.strategies._importance import masked_gradients
-        from erasus.training import train_loop
+        from erasus.builtin.strategies._importance import masked_unlearn
 
-        self.prepare(adapter, data, run)
-        assert self.masks is not None
-        with masked_gradients(adapter, self.masks):
-            return train_loop(self, adapter, data, run)
+        return masked_unlearn(self, adapter, data, run)
 
     def loss(self, adapter: ModelAdapter, *, forget: dict[str, Any] | None,
              retain: dict[str, Any] | None) -> dict[str, torch.Tensor]:

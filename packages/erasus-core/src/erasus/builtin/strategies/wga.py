@@ -6,15 +6,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from erasus.builtin.strategies._likelihood import ForgetPlusRetain, target_likelihood
 from erasus.components import Paper
-from erasus.errors import IncompatibleComponentError
-from erasus.strategy import LoopParams, LossStrategy
+from erasus.strategy import LoopParams
 
 if TYPE_CHECKING:
     import torch
 
     from erasus.adapters import ModelAdapter
-    from erasus.strategy import RunContext, UnlearnData
 
 __all__ = ["WGA", "WGAParams", "wga_loss"]
 
@@ -40,7 +39,7 @@ def wga_loss(losses: torch.Tensor, mask: torch.Tensor, alpha: float) -> torch.Te
     return -(weights * losses * mask).sum() / mask.sum()
 
 
-class WGA(LossStrategy):
+class WGA(ForgetPlusRetain):
     """WGA (Wang et al., ICLR 2025): gradient ascent with each target token weighted by p^alpha.
 
     Each step minimises, over a forget batch,
@@ -71,32 +70,10 @@ class WGA(LossStrategy):
         venue="ICLR",
     )
     effect = "raise_forget_loss"
-    epoch_over = "forget"
-    pair_with = "retain"
 
-    def __init__(self, params: Any = None, **kwargs: Any) -> None:
-        super().__init__(params, **kwargs)
+    def forget_terms(self, adapter: ModelAdapter, forget: dict[str, Any]
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         p: WGAParams = self.params  # type: ignore[assignment]
-        self.pair_with = "retain" if p.retain_weight > 0 else None
-
-    def prepare(self, adapter: ModelAdapter, data: UnlearnData, run: RunContext) -> None:
-        p: WGAParams = self.params  # type: ignore[assignment]
-        if p.retain_weight > 0 and (data.retain is None or len(data.retain) == 0):
-            raise IncompatibleComponentError(
-                f"strategy '{self.name}' with retain_weight {p.retain_weight:g} needs a "
-                "non-empty retain set; pass one, or set retain_weight: 0")
-
-    def loss(self, adapter: ModelAdapter, *, forget: dict[str, Any] | None,
-             retain: dict[str, Any] | None) -> dict[str, torch.Tensor]:
-        p: WGAParams = self.params  # type: ignore[assignment]
-        losses, mask = adapter.token_losses(forget)
-        forget_term = wga_loss(losses, mask, p.alpha)
-        m = mask.to(losses.dtype)
-        parts = {"wga_loss": forget_term,
-                 "forget_loss": ((losses * m).sum(dim=1) / m.sum(dim=1)).mean()}
-        total = forget_term
-        if self.pair_with is not None:
-            retain_loss = adapter.per_example_loss(retain).mean()
-            total = total + p.retain_weight * retain_loss
-            parts["retain_loss"] = retain_loss
-        return {"loss": total, **parts}
+        lik = target_likelihood(adapter, forget)
+        forget_term = wga_loss(lik.losses, lik.mask, p.alpha)
+        return forget_term, {"wga_loss": forget_term, "forget_loss": lik.mean_loss()}
