@@ -28,15 +28,22 @@ from pathlib import Path
 from typing import Any
 
 import _common as c
-from track_a import FAST_METHODS, METHOD_CONFIG
+from track_a import METHOD_CONFIG
 
 NAME = "backdoor"
 DATASETS = ["digits", "mnist5000"]
 FORGET = {"kind": "backdoor"}
 BACKDOOR = {"target_class": 0, "fraction": 0.1}
 METRICS = ["accuracy", "mia_efficacy", "avg_gap", "time", "attack_success_rate"]
-#: Per-method settings for backdoor removal (none tuned yet: the defaults).
-PARAMS: dict[str, dict[str, Any]] = {}
+#: Per-method settings for backdoor removal. The defaults are tuned for forgetting 10% of
+#: the data at random and barely move the backdoor (ASR stays at 88-100%); these were
+#: chosen by a small search on digits, seed 0. Every other method runs with its defaults.
+_LIKELIHOOD = {"lr": 1e-3, "epochs": 15}
+PARAMS: dict[str, dict[str, Any]] = {
+    "npo": dict(_LIKELIHOOD), "simnpo": dict(_LIKELIHOOD), "wga": dict(_LIKELIHOOD),
+    "gradient_difference": {"lr": 1e-3, "retain_weight": 3.0},
+}
+FAST_METHODS = ["finetune", "gradient_ascent", "gradient_difference", "npo"]
 
 
 def config(dataset: str, method: str, seed: int, cache: Path, out: Path) -> dict[str, Any]:

@@ -154,3 +154,30 @@ def test_triggered_dataset_keeps_labels_and_handles_dict_items():
 
     item = TriggeredDataset(Dicts(), patch_size=3)[0]
     assert float(item["pixel_values"].sum()) == 9.0 and int(item["labels"]) == 1
+
+
+def test_unlearning_the_poisoned_examples_removes_the_backdoor(poisoned_digits):
+    """NPO on the poisoned examples (the forget set), at a higher learning rate and with
+    more epochs than its random-forgetting defaults (the backdoor benchmark's settings),
+    takes the attack success rate from the backdoored model's (about 99%) to near the
+    oracle's (under 10% on this seed; the bound is 30%) while clean test accuracy stays
+    within 5 points of the original's."""
+    from erasus.builtin.strategies.npo import NPO
+    from erasus.strategy import RunContext, UnlearnData
+    from erasus.testing.tiny import loss_and_accuracy
+
+    splits, original, _ = poisoned_digits
+    metric = AttackSuccessRate()
+    before = metric.compute(EvalContext(original, splits)).values
+    ta_before = loss_and_accuracy(original, splits.test)[1]
+    adapter = original.clone()
+    NPO(lr=1e-3, epochs=15).unlearn(
+        adapter, UnlearnData(forget=splits.forget, retain=splits.retain), RunContext(seed=0))
+    adapter.model.eval()
+    after = metric.compute(EvalContext(adapter, splits)).values
+    assert before["ASR"] >= 90.0
+    assert after["ASR"] <= 30.0, after
+    ta_after = loss_and_accuracy(adapter, splits.test)[1]
+    assert ta_after >= ta_before - 5.0, (ta_before, ta_after)
+    # the original is untouched
+    assert metric.compute(EvalContext(original, splits)).values["ASR"] == before["ASR"]
