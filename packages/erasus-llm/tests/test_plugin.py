@@ -23,10 +23,17 @@ def test_version_is_the_installed_one_and_matches_the_core():
     assert erasus_llm.__version__ == md.version("erasus-llm") == erasus.__version__
 
 
-def test_registers_the_causal_lm_adapter_and_two_qa_data_sets():
+def test_registers_the_adapter_data_sets_strategies_and_metrics():
     registry = get_plugin_manager().registry
-    assert registry.by_plugin("llm") == {"model": ["causal_lm"],
-                                         "dataset": ["qa_json", "synthetic_qa"]}
+    assert registry.by_plugin("llm") == {
+        "model": ["causal_lm"],
+        "strategy": ["ce_u", "dpo", "idk_dpo", "rmu", "satimp", "undial"],
+        "metric": ["answer_prob", "exact_memorization", "extraction_strength",
+                   "forget_quality", "mc_accuracy", "mia_gradnorm", "mia_loss", "mia_min_k",
+                   "mia_min_k_plus_plus", "mia_reference", "mia_zlib", "model_utility",
+                   "perplexity", "privleak", "quantization_robustness", "relearn_robustness",
+                   "rouge", "truth_ratio", "verbmem"],
+        "dataset": ["muse", "qa_json", "synthetic_qa", "tofu", "wmdp"]}
     assert registry.get("model", "causal_lm").cls is CausalLMAdapter
     assert registry.get("dataset", "synthetic_qa").cls is SyntheticQA
     assert registry.get("dataset", "qa_json").cls is QAJson

@@ -24,6 +24,28 @@ def erasus_register_models(register: Any) -> None:
 @hookimpl
 def erasus_register_datasets(register: Any) -> None:
     from erasus_llm.datasets import QAJson, SyntheticQA
+    from erasus_llm.muse import Muse
+    from erasus_llm.tofu import Tofu
+    from erasus_llm.wmdp import Wmdp
 
     register(SyntheticQA)
     register(QAJson)
+    register(Tofu)
+    register(Muse)
+    register(Wmdp)
+
+
+@hookimpl
+def erasus_register_strategies(register: Any) -> None:
+    from erasus_llm.strategies import CEU, DPO, RMU, UNDIAL, IdkDPO, SatImp
+
+    for strategy in (DPO, IdkDPO, RMU, UNDIAL, CEU, SatImp):
+        register(strategy)
+
+
+@hookimpl
+def erasus_register_metrics(register: Any) -> None:
+    from erasus_llm.metrics import METRICS
+
+    for metric in METRICS:
+        register(metric)

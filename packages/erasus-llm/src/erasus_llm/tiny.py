@@ -9,7 +9,13 @@ if TYPE_CHECKING:
 
     from erasus_llm.causal_lm import CausalLMAdapter
 
-__all__ = ["TINY_DATA", "TINY_GPT2", "tiny_causal_lm_problem", "train_causal_lm"]
+__all__ = [
+    "TINY_DATA",
+    "TINY_GPT2",
+    "benchmark_views",
+    "tiny_causal_lm_problem",
+    "train_causal_lm",
+]
 
 #: The tiny GPT-2 of the conformance problem (about 0.1M parameters).
 TINY_GPT2: dict[str, Any] = {"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 2}
@@ -66,4 +72,45 @@ def tiny_causal_lm_problem(seed: int = 0, *, config: dict[str, Any] | None = Non
         torch.manual_seed(seed)
         adapter = CausalLMAdapter.build(CausalLMParams(config=config or TINY_GPT2))
         train_causal_lm(adapter, splits.train, steps=steps, seed=seed)
-    return TinyProblem(adapter, splits.forget, splits.retain, splits.test, info=splits.info)
+    return TinyProblem(adapter, splits.forget, splits.retain, splits.test, info=splits.info,
+                       extra=benchmark_views(splits.forget, splits.retain, splits.test))
+
+
+def benchmark_views(forget: Any, retain: Any, test: Any, n_perturbed: int = 3) -> dict[str, Any]:
+    """TOFU / MUSE / WMDP-style extra splits over synthetic facts, for the LLM metrics.
+
+    Each record gains ``perturbed_answer``: ``n_perturbed`` other values of its attribute
+    (wrong answers of the same kind, TOFU's perturbations), and ``paraphrased_answer``:
+    the answer itself (synthetic facts have no paraphrases). ``forget_perturbed`` and
+    ``retain_perturbed`` are the forget and retain facts, ``holdout`` the test facts, and
+    the retain facts split in two halves stand in for ``real_authors`` and
+    ``world_facts`` (facts the model knows and should keep); ``verbmem_forget`` holds
+    MUSE-style ``{prompt, gt}`` items: each forget fact's prompt text and its answer;
+    ``mc_hazard`` WMDP-style ``{question, choices, answer}`` items over the forget facts.
+    """
+    from erasus_llm._facts import ATTRIBUTES
+
+    def perturbed(record: dict[str, str]) -> dict[str, Any]:
+        q = record["question"]
+        values = next(v for t, v in ATTRIBUTES.values()
+                      if q.startswith(t.split("{name}")[0]) and q.endswith(t.split("{name}")[1]))
+        others = [v for v in values if v != record["answer"]][:n_perturbed]
+        return {**record, "paraphrased_answer": record["answer"], "perturbed_answer": others}
+
+    views = {name: [perturbed(data[i]) for i in range(len(data))]
+             for name, data in (("forget_perturbed", forget), ("retain_perturbed", retain))}
+    half = len(views["retain_perturbed"]) // 2
+    return {**views, "real_authors": views["retain_perturbed"][:half],
+            "world_facts": views["retain_perturbed"][half:],
+            "holdout": [test[i] for i in range(len(test))],
+            "verbmem_forget": [{"prompt": f"Question: {r['question']}\nAnswer:",
+                                "gt": f" {r['answer']}"} for r in views["forget_perturbed"]],
+            "mc_hazard": [_choices(r, i) for i, r in enumerate(views["forget_perturbed"])]}
+
+
+def _choices(record: dict[str, Any], i: int) -> dict[str, Any]:
+    """A multiple-choice item: the answer among the perturbed ones, at position i mod n."""
+    options = [record["answer"], *record["perturbed_answer"]]
+    k = i % len(options)
+    return {"question": record["question"], "choices": options[-k:] + options[:-k],
+            "answer": k}  # k = 0: options[-0:] is all of them, options[:-0] none

@@ -1,0 +1,34 @@
+"""LLM unlearning strategies of the ``llm`` plugin, one method per module.
+
+Each needs the ``causal_lm`` adapter (tokenised question/answer batches, decoder layers).
+The modules import torch only inside functions.
+"""
+
+from __future__ import annotations
+
+from erasus_llm.strategies.ce_u import CEU, CEUParams, ce_u_token_loss
+from erasus_llm.strategies.dpo import DPO, DPOParams, dpo_loss
+from erasus_llm.strategies.idk_dpo import IdkDPO, IdkDPOParams
+from erasus_llm.strategies.rmu import RMU, RMUParams, control_vector
+from erasus_llm.strategies.satimp import SatImp, SatImpParams, satimp_weights
+from erasus_llm.strategies.undial import UNDIAL, UNDIALParams, adjusted_targets
+
+__all__ = [
+    "CEU",
+    "DPO",
+    "RMU",
+    "UNDIAL",
+    "CEUParams",
+    "DPOParams",
+    "IdkDPO",
+    "IdkDPOParams",
+    "RMUParams",
+    "SatImp",
+    "SatImpParams",
+    "UNDIALParams",
+    "adjusted_targets",
+    "ce_u_token_loss",
+    "control_vector",
+    "dpo_loss",
+    "satimp_weights",
+]
