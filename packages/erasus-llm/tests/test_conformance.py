@@ -14,7 +14,8 @@ from erasus_llm.metrics import METRICS
 
 SUITE = c.PluginSuite("llm", erasus_llm.plugin)
 #: The plugin's own strategies (erasus_llm.strategies), each checked on the tiny GPT-2.
-LLM_STRATEGIES = {"dpo", "idk_dpo", "rmu", "undial", "ce_u", "satimp"}
+LLM_STRATEGIES = {"dpo", "idk_dpo", "rmu", "undial", "ce_u", "satimp",
+                  "embedding_alignment"}
 # the resume check on the tiny GPT-2 is slow; one loss-based strategy proves it
 globals().update(SUITE.tests(resume={"gradient_difference"}))
 

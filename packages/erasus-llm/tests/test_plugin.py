@@ -27,7 +27,8 @@ def test_registers_the_adapter_data_sets_strategies_and_metrics():
     registry = get_plugin_manager().registry
     assert registry.by_plugin("llm") == {
         "model": ["causal_lm"],
-        "strategy": ["ce_u", "dpo", "idk_dpo", "rmu", "satimp", "undial"],
+        "strategy": ["ce_u", "dpo", "embedding_alignment", "idk_dpo", "rmu", "satimp",
+                     "undial"],
         "metric": ["answer_prob", "exact_memorization", "extraction_strength",
                    "forget_quality", "mc_accuracy", "mia_gradnorm", "mia_loss", "mia_min_k",
                    "mia_min_k_plus_plus", "mia_reference", "mia_zlib", "model_utility",

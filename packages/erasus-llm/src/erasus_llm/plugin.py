@@ -37,9 +37,17 @@ def erasus_register_datasets(register: Any) -> None:
 
 @hookimpl
 def erasus_register_strategies(register: Any) -> None:
-    from erasus_llm.strategies import CEU, DPO, RMU, UNDIAL, IdkDPO, SatImp
+    from erasus_llm.strategies import (
+        CEU,
+        DPO,
+        RMU,
+        UNDIAL,
+        EmbeddingAlignment,
+        IdkDPO,
+        SatImp,
+    )
 
-    for strategy in (DPO, IdkDPO, RMU, UNDIAL, CEU, SatImp):
+    for strategy in (DPO, IdkDPO, RMU, UNDIAL, CEU, SatImp, EmbeddingAlignment):
         register(strategy)
 
 

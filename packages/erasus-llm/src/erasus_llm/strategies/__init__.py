@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from erasus_llm.strategies.ce_u import CEU, CEUParams, ce_u_token_loss
 from erasus_llm.strategies.dpo import DPO, DPOParams, dpo_loss
+from erasus_llm.strategies.embedding_alignment import (
+    EmbeddingAlignment,
+    EmbeddingAlignmentParams,
+)
 from erasus_llm.strategies.idk_dpo import IdkDPO, IdkDPOParams
 from erasus_llm.strategies.rmu import RMU, RMUParams, control_vector
 from erasus_llm.strategies.satimp import SatImp, SatImpParams, satimp_weights
@@ -20,6 +24,8 @@ __all__ = [
     "UNDIAL",
     "CEUParams",
     "DPOParams",
+    "EmbeddingAlignment",
+    "EmbeddingAlignmentParams",
     "IdkDPO",
     "IdkDPOParams",
     "RMUParams",
