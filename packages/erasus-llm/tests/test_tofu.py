@@ -134,6 +134,23 @@ def test_the_splits_are_the_published_files(forget_split, retain, holdout):
     assert splits.info.extra["source"] == "bundled"
 
 
+def test_knowledge_sets_are_trained_on_as_retain_data_before_the_forget_authors():
+    plain = Tofu(forget_split="forget05").load(seed=0)
+    splits = Tofu(forget_split="forget05", knowledge=["real_authors", "world_facts"]
+                  ).load(seed=0)
+    knowledge = [{"question": r["question"], "answer": r["answer"]}
+                 for name in ("real_authors_perturbed", "world_facts_perturbed")
+                 for r in rows(name)]
+    assert items(splits.retain) == items(plain.retain) + knowledge
+    assert items(splits.forget) == items(plain.forget) == rows("forget05")
+    assert [splits.train[i] for i in splits.forget_indices] == rows("forget05")
+    assert splits.forget_indices[0] == len(plain.retain) + len(knowledge)
+    # the evaluation splits are unchanged
+    assert items(splits.get("real_authors")) == rows("real_authors_perturbed")
+    with pytest.raises(ValidationError, match="knowledge"):
+        Tofu(knowledge=["holdout"])
+
+
 def copy_published(root: Path, fmt: str) -> None:
     """The bundled files rewritten in another published form: a JSON list or .jsonl."""
     root.mkdir(exist_ok=True)

@@ -59,6 +59,12 @@ class TofuParams(DatasetParams):
     forget_split: Literal["forget01", "forget05", "forget10"] = Field(
         "forget10", description="Which authors to forget: the last 1%, 5% or 10%; the "
         "retain split is the matching retain99/95/90 and the test split holdout01/05/10.")
+    knowledge: list[Literal["real_authors", "world_facts"]] = Field(
+        default_factory=list, description="Also train on these sets' question/answer pairs, "
+        "as part of the retain data (so the oracle learns them too): a stand-in for the "
+        "general knowledge a pretrained base model brings to TOFU, for a model trained "
+        "from scratch, whose real-author and world-fact terms of model utility are "
+        "otherwise near zero. Leave empty for a pretrained model.")
 
     @model_validator(mode="after")
     def _one_source(self) -> TofuParams:
@@ -84,7 +90,9 @@ class Tofu(DatasetProvider):
     ``forget`` is ``forgetXX`` and ``retain`` the matching ``retainYY``; ``train`` is
     ``retainYY`` followed by ``forgetXX`` (the order of TOFU's ``full`` set, whose last
     authors are the forget authors) and ``forget_indices`` are the forget records'
-    positions in it. ``test`` is ``holdoutXX`` (authors never trained on). Extra splits:
+    positions in it. With ``knowledge``, the retain split (and so ``train``) also holds
+    those sets' question/answer pairs, after ``retainYY``. ``test`` is ``holdoutXX``
+    (authors never trained on). Extra splits:
     ``forget_perturbed`` and ``retain_perturbed`` (with ``paraphrased_answer`` and the
     list ``perturbed_answer``, for the truth ratio), ``real_authors`` and ``world_facts``
     (their ``*_perturbed`` files) and ``holdout``. Items are dicts with ``question`` and
@@ -119,7 +127,11 @@ class Tofu(DatasetProvider):
         for split, config in wanted.items():
             data[split], paths = load_tofu_file(root, config)
             files[split] = [str(q.relative_to(root)) for q in paths]
-        forget, retain = data["forget"], data["retain"]
+        forget = data["forget"]
+        # the knowledge sets are trained on as retain data; their evaluation splits keep
+        # the perturbed answers
+        retain = data["retain"] + [{"question": r["question"], "answer": r["answer"]}
+                                   for k in p.knowledge for r in data[k]]
         train = Records(retain + forget)
         forget_indices = list(range(len(retain), len(retain) + len(forget)))
         holdout = Records(data["holdout"])
