@@ -351,6 +351,59 @@ def test_lora_trains_low_rank_updates_and_merges_them(memorised, tmp_path):
     assert evaluate(loaded, memorised.forget) == evaluate(adapter, memorised.forget)
 
 
+def test_lora_reference_is_the_adapter_disabled_base_not_a_copy(memorised, monkeypatch):
+    """scrub under LoRA distils from the same module with its LoRA layers off: its teacher
+    logits are the original's exactly, while the adapters (and so the student) move."""
+    from erasus.builtin.strategies import scrub
+    from erasus.builtin.strategies.lora import BaseModelView
+
+    original = memorised.original
+    adapter = original.clone()
+    seen = []
+    real = scrub.teacher_logits
+
+    def spy(run, name, batch):
+        logits = real(run, name, batch)
+        with torch.no_grad():
+            student = adapter.outputs(batch)["logits"]
+            expected = original.outputs(batch)["logits"]
+        seen.append((run.reference, torch.equal(logits, expected),
+                     torch.equal(student, expected)))
+        return logits
+
+    monkeypatch.setattr(scrub, "teacher_logits", spy)
+    unlearn(LoRA(strategy="scrub", strategy_params={"epochs": 3}), adapter,
+            memorised.forget, memorised.retain)
+    assert seen and all(isinstance(ref, BaseModelView) for ref, _, _ in seen)
+    assert all(ref._adapter is adapter for ref, _, _ in seen)  # no copy of the weights
+    assert all(same for _, same, _ in seen)                   # the original's function
+    assert not all(same_student for _, _, same_student in seen)  # the student did move
+
+
+def test_lora_bad_teacher_clones_the_base_without_lora_layers(memorised, monkeypatch):
+    from erasus.builtin.strategies.bad_teacher import BadTeacher
+    from erasus.builtin.strategies.lora import BaseModelView
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    teachers = []
+    real_prepare = BadTeacher.prepare
+
+    def prepare(self, *args, **kwargs):
+        real_prepare(self, *args, **kwargs)
+        teachers.append((self.competent, self.incompetent))
+
+    monkeypatch.setattr(BadTeacher, "prepare", prepare)
+    adapter = memorised.original.clone()
+    unlearn(LoRA(strategy="bad_teacher", strategy_params={"epochs": 1}), adapter,
+            memorised.forget, memorised.retain)
+    good, bad = teachers[-1]
+    assert isinstance(good, BaseModelView)
+    assert type(bad.model) is type(adapter.model)
+    assert not any(isinstance(m, BaseTunerLayer) for m in bad.model.modules())
+    assert not any(isinstance(m, BaseTunerLayer) for m in adapter.model.modules())
+    assert list(bad.model.state_dict()) == list(adapter.model.state_dict())
+
+
 def test_lora_target_modules_restrict_the_update(memorised):
     adapter = memorised.original.clone()
     before = {k: v.clone() for k, v in adapter.model.state_dict().items()}

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from erasus.adapters import ModelAdapter
     from erasus.strategy import History, LossStrategy, RunContext, UnlearnData
 
-__all__ = ["LoRA", "LoRAParams", "loss_strategies", "target_module_names"]
+__all__ = ["BaseModelView", "LoRA", "LoRAParams", "loss_strategies", "target_module_names"]
 
 _INSTALL_HINT = ('strategy \'lora\' needs the peft package: pip install "erasus[lora]" '
                  "(or pip install peft)")
@@ -138,6 +138,74 @@ def target_module_names(model: torch.nn.Module, targets: list[str] | None) -> li
     return chosen
 
 
+class BaseModelView:
+    """A model adapter whose LoRA layers are switched off: the frozen original model's
+    function, computed by the same module without a copy of its weights.
+
+    While LoRA trains, the base weights are frozen and unchanged, so the module with its
+    adapters disabled is exactly the original (the adapter-disabled base PEFT uses as the
+    reference model). Every method call of the wrapped adapter runs with the adapters
+    off and the module in eval mode (both restored afterwards). The layers are switched
+    through peft's ``_disable_adapters`` flag, which its ``enable_adapters`` sets too,
+    but without its ``requires_grad`` changes, which would disturb the running optimizer.
+    ``clone()`` gives an independent copy of the original (the LoRA layers unwrapped).
+    """
+
+    def __init__(self, adapter: ModelAdapter, layers: list[Any]) -> None:
+        self._adapter = adapter
+        self._layers = layers
+
+    def _base(self) -> Any:
+        from contextlib import contextmanager
+
+        @contextmanager
+        def switched() -> Any:
+            model = self._adapter.model
+            was_training, flags = model.training, [m._disable_adapters for m in self._layers]
+            for m in self._layers:
+                m._disable_adapters = True
+            model.eval()
+            try:
+                yield
+            finally:
+                for m, flag in zip(self._layers, flags, strict=True):
+                    m._disable_adapters = flag
+                model.train(was_training)
+
+        return switched()
+
+    def __getattr__(self, name: str) -> Any:
+        import functools
+
+        value = getattr(self._adapter, name)
+        if name.startswith("_") or not callable(value) or isinstance(value, type):
+            return value
+
+        @functools.wraps(value)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._base():
+                return value(*args, **kwargs)
+
+        return call
+
+    def clone(self) -> ModelAdapter:
+        """An independent copy of the original model (the base layers, no LoRA)."""
+        import copy
+
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        twin = copy.deepcopy(self._adapter)
+        for name, module in list(twin.model.named_modules()):
+            if isinstance(module, BaseTunerLayer) and name:
+                parent, _, child = name.rpartition(".")
+                owner = twin.model.get_submodule(parent) if parent else twin.model
+                setattr(owner, child, module.get_base_layer())
+        for param in twin.model.parameters():
+            param.requires_grad_(False)
+        twin.model.eval()
+        return twin
+
+
 class LoRA(Strategy):
     """LoRA (Hu et al. 2022): run a loss-based strategy on low-rank adapters, then merge them.
 
@@ -153,8 +221,9 @@ class LoRA(Strategy):
 
     The adapters' random ``A`` is drawn from the torch RNG seeded with the run seed (the
     global RNG state is restored afterwards). A wrapped strategy that needs the frozen
-    original (``reference_model``: scrub, bad_teacher) gets a copy made before the
-    adapters are injected when the run provides none. Checkpoints of the wrapped loop
+    original (``reference_model``: scrub, bad_teacher) gets, when the run provides none,
+    the adapter-disabled base (:class:`BaseModelView`: the same module with its LoRA
+    layers off, no copy of the weights). Checkpoints of the wrapped loop
     hold the adapter weights, so a killed run resumes inside the loop.
     Wrapped strategies that retrain from scratch or need a training record are refused.
     Requires peft (``pip install "erasus[lora]"``).
@@ -190,14 +259,10 @@ class LoRA(Strategy):
             from peft import LoraConfig, LoraModel
         except ImportError:
             raise MissingDependencyError(_INSTALL_HINT) from None
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
         p: LoRAParams = self.params  # type: ignore[assignment]
         inner = self.inner()
-        if "reference_model" in type(inner).needs and run.reference is None:
-            ref = adapter.clone()
-            for param in ref.model.parameters():
-                param.requires_grad_(False)
-            ref.model.eval()
-            run = replace(run, reference=ref)
         model = adapter.model
         targets = target_module_names(model, p.target_modules)
         conv1d = [n for n in targets if type(model.get_submodule(n)).__name__ == "Conv1D"]
@@ -210,6 +275,9 @@ class LoRA(Strategy):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(run.seed))
                 lora = LoraModel(model, config, "default")
+        if "reference_model" in type(inner).needs and run.reference is None:
+            layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+            run = replace(run, reference=BaseModelView(adapter, layers))
         try:
             history = inner.unlearn(adapter, data, run)
         finally:
