@@ -180,7 +180,9 @@ def test_batches_in_other_forms(trained):
         assert torch.equal(trained.per_example_loss(passed),
                            trained.per_example_loss(collated))
     with pytest.raises(IncompatibleComponentError, match="question/answer"):
-        trained.prepare_batch({"text": ["hello"]})
+        trained.prepare_batch({"image": ["hello"]})
+    with pytest.raises(IncompatibleComponentError, match=r"or 'text'; got an item with \['q'\]"):
+        trained.prepare_batch([{"q": "Who?"}])
     with pytest.raises(IncompatibleComponentError, match="no labelled token"):
         trained.prepare_batch({"input_ids": torch.ones(1, 3, dtype=torch.long),
                                "labels": torch.tensor([[5, -100, -100]])})
@@ -379,3 +381,76 @@ def test_unlearner_wraps_a_model_and_tokenizer_pair_and_refuses_a_bare_model():
     assert any(not torch.equal(before[k], v) for k, v in unlearned.state_dict().items())
     with pytest.raises(IncompatibleComponentError, match=r"\(model, tokenizer\) pair"):
         erasus.Unlearner(model, strategy="gradient_ascent", adapter="causal_lm")
+
+
+TEXTS = ["Liora Greaves paints in teal every morning.", "Brisa Quenby was born in Oslo."]
+
+
+def hand_text_loss(adapter: CausalLMAdapter, text: str) -> float:
+    """Mean NLL of every token of a plain text after the first (BOS first when the
+    tokenizer has one), computed token by token."""
+    tok = adapter.tokenizer
+    ids = tok(text)["input_ids"]
+    if tok.bos_token_id is not None and ids[0] != tok.bos_token_id:
+        ids = [tok.bos_token_id, *ids]
+    with torch.no_grad():
+        logp = torch.log_softmax(adapter.model(input_ids=torch.tensor([ids])).logits[0]
+                                 .double(), dim=-1)
+    return -sum(float(logp[t - 1, ids[t]]) for t in range(1, len(ids))) / (len(ids) - 1)
+
+
+def test_plain_text_items_are_scored_language_model_style_and_mix_with_pairs(fresh):
+    batch = fresh.prepare_batch([{"text": TEXTS[0]}, PAIRS[0], {"text": TEXTS[1]}])
+    with torch.no_grad():
+        losses = fresh.per_example_loss(batch)
+    assert float(losses[0]) == pytest.approx(hand_text_loss(fresh, TEXTS[0]), rel=1e-5)
+    assert float(losses[2]) == pytest.approx(hand_text_loss(fresh, TEXTS[1]), rel=1e-5)
+    assert float(losses[1]) == pytest.approx(
+        hand_loss(fresh, PAIRS[0]["question"], PAIRS[0]["answer"]), rel=1e-5)
+    # the collated form of text items gives the same batch
+    alone = fresh.prepare_batch(default_collate([{"text": t} for t in TEXTS]))
+    ids, labels = fresh.encode_text(TEXTS)[0]
+    assert alone["input_ids"][0, :len(ids)].tolist() == list(ids)
+    assert labels[0] == -100 and list(labels[1:]) == list(ids[1:])
+    with pytest.raises(IncompatibleComponentError, match="fewer than 2 tokens"):
+        fresh.prepare_batch([{"text": ""}])
+
+
+def test_gradient_ascent_on_plain_text_forgets_that_text(trained):
+    from erasus.builtin.strategies.gradient_ascent import GradientAscent
+    from erasus.strategy import RunContext, UnlearnData
+
+    forget = [{"text": TEXTS[0]}]
+    retain = [{"question": "In which city was Brisa Quenby born?", "answer": "Oslo"}]
+    adapter = trained.clone()
+    with torch.no_grad():
+        before = float(adapter.per_example_loss(adapter.prepare_batch(forget))[0])
+    GradientAscent(epochs=10, lr=1e-3, batch_size=1).unlearn(
+        adapter, UnlearnData(forget=forget, retain=retain), RunContext(seed=0))
+    with torch.no_grad():
+        after = float(adapter.per_example_loss(adapter.prepare_batch(forget))[0])
+    assert after > before + 1.0, (before, after)
+
+
+CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+def test_chat_template_builds_the_prompt_and_masks_it(trained):
+    tok = trained.tokenizer
+    tok.chat_template = CHAT
+    try:
+        chat = CausalLMAdapter(trained.model, CausalLMParams(
+            chat_template=True, system_prompt="Be brief."), tokenizer=tok)
+        (ids, labels), = chat.encode([PAIRS[2]["question"]], [PAIRS[2]["answer"]])
+        prompt = tok("<|system|>Be brief.\n<|user|>In which city was Brisa Quenby born?\n"
+                     "<|assistant|>", add_special_tokens=False)["input_ids"]
+        answer = tok(" Oslo", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        assert list(ids) == prompt + answer
+        assert list(labels) == [-100] * len(prompt) + answer
+    finally:
+        tok.chat_template = None
+    with pytest.raises(IncompatibleComponentError, match="no chat template"):
+        CausalLMAdapter(trained.model, CausalLMParams(chat_template=True), tokenizer=tok)
+    with pytest.raises(ValidationError, match="system_prompt is only used with chat_template"):
+        CausalLMParams(system_prompt="Be brief.")

@@ -12,6 +12,7 @@ from erasus.plugins import get_plugin_manager
 from erasus.testing.packaging import check_plugin_package
 from erasus_llm.causal_lm import CausalLMAdapter
 from erasus_llm.datasets import QAJson, SyntheticQA
+from erasus_llm.masked_lm import MaskedLMAdapter
 
 
 def test_plugin_package_is_wired_into_erasus():
@@ -26,9 +27,9 @@ def test_version_is_the_installed_one_and_matches_the_core():
 def test_registers_the_adapter_data_sets_strategies_and_metrics():
     registry = get_plugin_manager().registry
     assert registry.by_plugin("llm") == {
-        "model": ["causal_lm"],
-        "strategy": ["ce_u", "dpo", "embedding_alignment", "idk_dpo", "rmu", "satimp",
-                     "undial"],
+        "model": ["causal_lm", "masked_lm"],
+        "strategy": ["causal_tracing", "ce_u", "dpo", "embedding_alignment", "idk_dpo",
+                     "rmu", "satimp", "token_masking", "undial"],
         "metric": ["answer_prob", "exact_memorization", "extraction_strength",
                    "forget_quality", "mc_accuracy", "mia_gradnorm", "mia_loss", "mia_min_k",
                    "mia_min_k_plus_plus", "mia_reference", "mia_zlib", "model_utility",
@@ -36,17 +37,18 @@ def test_registers_the_adapter_data_sets_strategies_and_metrics():
                    "rouge", "truth_ratio", "verbmem"],
         "dataset": ["muse", "qa_json", "synthetic_qa", "tofu", "wmdp"]}
     assert registry.get("model", "causal_lm").cls is CausalLMAdapter
+    assert registry.get("model", "masked_lm").cls is MaskedLMAdapter
     assert registry.get("dataset", "synthetic_qa").cls is SyntheticQA
     assert registry.get("dataset", "qa_json").cls is QAJson
-    for kind, name in (("model", "causal_lm"), ("dataset", "synthetic_qa"),
-                       ("dataset", "qa_json")):
+    for kind, name in (("model", "causal_lm"), ("model", "masked_lm"),
+                       ("dataset", "synthetic_qa"), ("dataset", "qa_json")):
         assert registry.get(kind, name).modalities == ("text",)
     assert "2401.06121" in CausalLMAdapter.paper.url  # TOFU's QA loss protocol
 
 
 def test_building_the_registry_imports_neither_torch_nor_transformers():
     code = ("import sys, erasus.plugins as p; r = p.get_plugin_manager().registry; "
-            "assert 'causal_lm' in r.names('model'); "
+            "assert {'causal_lm', 'masked_lm'} <= set(r.names('model')); "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, "
             "sorted(m for m in ('torch', 'transformers') if m in sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -399,6 +399,10 @@ def resolve_config(data: dict[str, Any], registry: Any, *, source: str | None = 
         for component in (strategy, selector, train, oracle):
             if component is not None:
                 _check_modality(component, model, problems)
+        for metric in metrics:
+            # metrics: only an adapter restriction (``adapters``) is checked here
+            if tuple(getattr(metric.info.cls, "adapters", ()) or ()):
+                _check_modality(metric, model, problems)
     if problems:
         raise ConfigError(problems, source=source)
     assert model and dataset and selector and strategy and train

@@ -21,6 +21,12 @@ so a byte-level BPE encodes the first answer word as the same word token (``"Ġb
 it gets in running text. For SentencePiece tokenizers that add a prefix space themselves (Llama 1/2,
 Mistral), use ``answer_template: "{answer}"``.
 
+With ``chat_template: true`` the prompt is the tokenizer's chat template applied to a
+user turn holding the question (after a system turn when ``system_prompt`` is set) with
+the assistant generation prompt; the answer follows as above. Plain ``{"text": str}``
+items (MUSE and WMDP corpora) are scored language-model style: every token after the
+first, no template, no EOS. Pairs and texts may share a batch.
+
 The loss is computed from the model's logits with the causal shift done here: the label
 at position ``t`` is predicted from the logits at ``t - 1``. Each example's loss is the
 mean over its own answer tokens (including the EOS), so it does not depend on the other
@@ -105,6 +111,12 @@ class CausalLMParams(ModelParams):
     answer_template: str = Field(
         " {answer}", description="Target text built from an answer ('{answer}' is "
         "replaced); tokenised apart from the prompt, so the boundary is exact.")
+    chat_template: bool = Field(
+        False, description="Build the prompt with the tokenizer's chat template (a user turn "
+        "holding the question, after system_prompt when set, then the assistant generation "
+        "prompt) instead of prompt_template; the tokenizer must have a chat template.")
+    system_prompt: str | None = Field(
+        None, description="A system turn put before each question (chat_template only).")
     add_special_tokens: bool = Field(
         True, description="Let the tokenizer add its special tokens to the prompt (Llama's "
         "BOS); the answer never gets any.")
@@ -122,6 +134,13 @@ class CausalLMParams(ModelParams):
     token_cache_size: int = Field(
         100_000, ge=0, description="Tokenised examples memoised by their (question, answer) "
         "text, so each example is tokenised once per adapter (0: no cache).")
+
+    @model_validator(mode="after")
+    def _system_prompt_needs_chat(self) -> CausalLMParams:
+        if self.system_prompt is not None and not self.chat_template:
+            raise ValueError("system_prompt is only used with chat_template: true; set "
+                             "chat_template: true, or put the text in prompt_template")
+        return self
 
     @field_validator("prompt_template")
     @classmethod
@@ -235,7 +254,8 @@ class CausalLMAdapter(ModelAdapter):
         if tokenizer is None:
             raise IncompatibleComponentError("model 'causal_lm' needs the model's tokenizer")
         self.tokenizer = tokenizer
-        self._token_cache: dict[tuple[str, str], tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        # (question, answer) or (None, text) -> (input ids, labels)
+        self._token_cache: dict[tuple[str | None, str], Any] = {}
         eos = tokenizer.eos_token_id
         if eos is None and self.params.append_eos:
             raise IncompatibleComponentError(
@@ -243,6 +263,11 @@ class CausalLMAdapter(ModelAdapter):
                 "set one on the tokenizer (tokenizer.eos_token = ...) or append_eos: false")
         self._eos = eos
         self._pad = next((i for i in (tokenizer.pad_token_id, eos) if i is not None), 0)
+        if self.params.chat_template and not getattr(tokenizer, "chat_template", None):
+            raise IncompatibleComponentError(
+                "model 'causal_lm': chat_template is set but the tokenizer has no chat "
+                "template (tokenizer_config.json has no 'chat_template'); use a chat model's "
+                "tokenizer, or chat_template: false with a prompt_template")
         limit = self._position_limit()
         self.max_length = min(self.params.max_length, limit) if limit else \
             self.params.max_length
@@ -326,37 +351,10 @@ class CausalLMAdapter(ModelAdapter):
     def reset_parameters(self) -> None:
         """Re-initialise every weight with the model's own init scheme (``init_weights``).
 
-        transformers skips tensors flagged as already initialised (every loaded one), so
-        the flags are cleared first. Every parameter is set to NaN before the init; one
-        still NaN afterwards is not covered by the model's ``_init_weights``: then the old
-        weights are restored and this raises.
+        See :func:`hf_reset_parameters`; raises, leaving the weights as they were, when the
+        model's ``_init_weights`` does not cover every parameter.
         """
-        import torch
-
-        model = self.model
-        for obj in (*model.modules(), *model.parameters(), *model.buffers()):
-            if "_is_hf_initialized" in getattr(obj, "__dict__", {}):
-                del obj._is_hf_initialized
-        init = getattr(model, "init_weights", None)
-        if not callable(init):
-            raise IncompatibleComponentError(
-                f"model 'causal_lm': {type(model).__name__} has no init_weights(); it is "
-                "not a transformers PreTrainedModel, so its weights cannot be re-initialised")
-        saved = {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters()}
-        with torch.no_grad():
-            for p in model.parameters():
-                p.fill_(float("nan"))
-            init()
-        missed = [name for name, p in model.named_parameters()
-                  if p.is_floating_point() and bool(torch.isnan(p).any())]
-        if missed:
-            with torch.no_grad():
-                for name, p in model.named_parameters():
-                    p.copy_(saved[name])
-            raise IncompatibleComponentError(
-                f"model 'causal_lm': {type(model).__name__}._init_weights does not "
-                f"initialise {', '.join(missed[:5])}{' ...' if len(missed) > 5 else ''}; "
-                "the weights were left as they were")
+        hf_reset_parameters(self.model, self.name)
 
     # -- tokenisation ------------------------------------------------------------------
     def _position_limit(self) -> int | None:
@@ -370,12 +368,17 @@ class CausalLMAdapter(ModelAdapter):
     def encode(self, questions: list[str], answers: list[str]
                ) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
         """``(input ids, labels)`` of each question/answer pair (memoised by their text)."""
+        return self._memoised(list(zip(questions, answers, strict=True)), self._tokenize)
+
+    def _memoised(self, keys: list[Any], tokenize: Any
+                  ) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+        """The encodings of ``keys`` from the token cache, ``tokenize`` run on the missing
+        ones (each once), which then enter the cache (first in, first out)."""
         cache = self._token_cache
-        keys = list(zip(questions, answers, strict=True))
         missing = [k for k in dict.fromkeys(keys) if k not in cache]
         if not missing:
             return [cache[k] for k in keys]
-        new = dict(zip(missing, self._tokenize(missing), strict=True))
+        new = dict(zip(missing, tokenize(missing), strict=True))
         out = [new[k] if k in new else cache[k] for k in keys]
         limit = self.params.token_cache_size
         for key, value in new.items():
@@ -396,8 +399,7 @@ class CausalLMAdapter(ModelAdapter):
                     f"{type(question).__name__} / {type(answer).__name__}: "
                     f"{question!r} / {answer!r}")
         tok = self.tokenizer
-        prompts = tok([p.prompt_template.format(question=q) for q, _ in pairs],
-                      add_special_tokens=p.add_special_tokens)["input_ids"]
+        prompts = self._prompt_ids([q for q, _ in pairs])
         targets = tok([p.answer_template.format(answer=a) for _, a in pairs],
                       add_special_tokens=False)["input_ids"]
         out = []
@@ -420,33 +422,91 @@ class CausalLMAdapter(ModelAdapter):
             out.append((ids, (IGNORE_INDEX,) * len(prompt) + tuple(target)))
         return out
 
+    def _prompt_ids(self, questions: list[str]) -> list[list[int]]:
+        """Token ids of each question's prompt: ``prompt_template`` (special tokens added
+        when ``add_special_tokens``), or the chat template's user turn and generation
+        prompt (its text holds the special tokens, so none are added)."""
+        p: CausalLMParams = self.params  # type: ignore[assignment]
+        tok = self.tokenizer
+        if not p.chat_template:
+            return tok([p.prompt_template.format(question=q) for q in questions],
+                       add_special_tokens=p.add_special_tokens)["input_ids"]
+        system = [{"role": "system", "content": p.system_prompt}] if p.system_prompt else []
+        texts = [tok.apply_chat_template([*system, {"role": "user", "content": q}],
+                                         tokenize=False, add_generation_prompt=True)
+                 for q in questions]
+        return tok(texts, add_special_tokens=False)["input_ids"]
+
+    def encode_text(self, texts: list[str]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+        """``(input ids, labels)`` of plain texts (``{"text"}`` items: MUSE and WMDP
+        corpora), language-modelling style: every token after the first is scored, no
+        template and no EOS; a BOS is put first when the tokenizer has one and did not add
+        it; texts longer than ``max_length`` keep their start. Memoised like QA pairs."""
+        return self._memoised([(None, t) for t in texts], self._tokenize_texts)
+
+    def _tokenize_texts(self, keys: list[tuple[None, str]]
+                        ) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+        p: CausalLMParams = self.params  # type: ignore[assignment]
+        tok, bos = self.tokenizer, self.tokenizer.bos_token_id
+        out = []
+        for (_, text) in keys:
+            if not isinstance(text, str):
+                raise IncompatibleComponentError(
+                    f"model 'causal_lm' needs string texts, got {type(text).__name__}: "
+                    f"{text!r}")
+        encoded = tok([t for _, t in keys], add_special_tokens=p.add_special_tokens)
+        for (_, text), ids in zip(keys, encoded["input_ids"], strict=True):
+            if bos is not None and (not ids or ids[0] != bos):
+                ids = [bos, *ids]
+            ids = tuple(ids[:self.max_length])
+            if len(ids) < 2:
+                raise IncompatibleComponentError(
+                    f"model 'causal_lm': the text {text[:40]!r} has fewer than 2 tokens, so "
+                    "no token of it can be scored")
+            out.append((ids, (IGNORE_INDEX, *ids[1:])))
+        return out
+
     # -- the interface strategies and metrics use ---------------------------------------
     def prepare_batch(self, batch: Any) -> dict[str, Any]:
-        """Tokenise a collated batch of QA pairs: ``input_ids``, ``attention_mask``, ``labels``.
+        """Tokenise a collated batch: ``input_ids``, ``attention_mask``, ``labels``.
 
-        Accepts ``{"question": [...], "answer": [...]}`` (the default collate of dict
-        items), a list of such dicts, or a dict that already holds ``input_ids`` and
-        ``labels`` tensors (and optionally ``attention_mask``).
+        Accepts ``{"question": [...], "answer": [...]}`` or ``{"text": [...]}`` (the
+        default collate of dict items), a list of dicts (question/answer pairs and plain
+        ``{"text"}`` items may be mixed: see :meth:`encode` and :meth:`encode_text`), or
+        a dict that already holds ``input_ids`` and ``labels`` tensors (and optionally
+        ``attention_mask``).
         """
         import torch
 
         device = self.device
         if isinstance(batch, dict) and "input_ids" in batch and "labels" in batch:
             return self._pretokenized(batch, device)
-        if isinstance(batch, (list, tuple)) and batch and all(isinstance(b, dict)
-                                                               for b in batch):
-            batch = {"question": [b.get("question") for b in batch],
-                     "answer": [b.get("answer") for b in batch]}
-        if not (isinstance(batch, dict) and "question" in batch and "answer" in batch):
+        if isinstance(batch, dict) and ("question" in batch or "text" in batch):
+            columns = {k: [v] if isinstance(v, str) else list(v) for k, v in batch.items()
+                       if k in ("question", "answer", "text")}
+            size = len(next(iter(columns.values())))
+            batch = [{k: v[i] for k, v in columns.items()} for i in range(size)]
+        if not (isinstance(batch, (list, tuple)) and batch
+                and all(isinstance(b, dict) for b in batch)):
             got = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
             raise IncompatibleComponentError(
                 "model 'causal_lm' needs batches of question/answer pairs (dataset items "
-                "{'question': str, 'answer': str}) or input_ids + labels tensors; got "
-                f"{got}")
-        questions, answers = batch["question"], batch["answer"]
-        if isinstance(questions, str):
-            questions, answers = [questions], [answers]
-        encoded = self.encode(list(questions), list(answers))
+                "{'question': str, 'answer': str}), plain texts ({'text': str}) or "
+                f"input_ids + labels tensors; got {got}")
+        qa = [i for i, b in enumerate(batch) if "question" in b and "answer" in b]
+        plain = [i for i, b in enumerate(batch) if i not in set(qa) and "text" in b]
+        if len(qa) + len(plain) != len(batch):
+            bad = next(b for i, b in enumerate(batch) if i not in set(qa) | set(plain))
+            raise IncompatibleComponentError(
+                "model 'causal_lm' needs items with 'question' and 'answer', or 'text'; "
+                f"got an item with {sorted(bad)}")
+        encoded: list[Any] = [None] * len(batch)
+        for i, e in zip(qa, self.encode([batch[i]["question"] for i in qa],
+                                        [batch[i]["answer"] for i in qa]), strict=True):
+            encoded[i] = e
+        for i, e in zip(plain, self.encode_text([batch[i]["text"] for i in plain]),
+                        strict=True):
+            encoded[i] = e
         width = max(len(ids) for ids, _ in encoded)
         pad = (self._pad,)
         ignore = (IGNORE_INDEX,)
@@ -521,49 +581,11 @@ class CausalLMAdapter(ModelAdapter):
         embeddings); ``lm_head`` the output projection, which for tied weights (GPT-2) is
         the token embedding matrix, so the two groups share it. Empty groups are left out.
         """
-        import torch
-
-        model = self.model
-        names = [n for n, _ in model.named_parameters()]
-        by_tensor = {id(p): n for n, p in model.named_parameters()}
-
-        def params_of(module: torch.nn.Module) -> list[str]:
-            return [by_tensor[id(p)] for p in module.parameters() if id(p) in by_tensor]
-
-        groups: dict[str, list[str]] = {"all": names}
-        embeddings: list[str] = []
-        for module in model.modules():
-            if isinstance(module, torch.nn.Embedding):
-                embeddings += params_of(module)
-        groups["embeddings"] = sorted(set(embeddings), key=names.index)
-        attention: list[str] = []
-        mlp: list[str] = []
-        for i, layer in enumerate(self._decoder_layers()):
-            groups[f"layer.{i}"] = params_of(layer)
-            for child_name, child in layer.named_children():
-                if _ATTENTION.search(child_name):
-                    attention += params_of(child)
-                elif _MLP.search(child_name):
-                    mlp += params_of(child)
-        groups["attention"] = attention
-        groups["mlp"] = mlp
-        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") \
-            else None
-        groups["lm_head"] = params_of(head) if head is not None else []
-        return {k: v for k, v in groups.items() if v}
+        return hf_parameter_groups(self.model)
 
     def _decoder_layers(self) -> list[Any]:
         """The decoder layers: the first ModuleList with ``num_hidden_layers`` entries."""
-        import torch
-
-        config = getattr(self.model, "config", None)
-        text = config.get_text_config() if hasattr(config, "get_text_config") else config
-        count = getattr(text, "num_hidden_layers", None)
-        for module in self.model.modules():
-            if isinstance(module, torch.nn.ModuleList) and len(module) > 0 and (
-                    count is None or len(module) == count):
-                return list(module)
-        return []
+        return hf_layers(self.model)
 
     @classmethod
     def tiny_problem(cls, seed: int = 0) -> TinyProblem:
@@ -571,6 +593,89 @@ class CausalLMAdapter(ModelAdapter):
         from erasus_llm.tiny import tiny_causal_lm_problem
 
         return tiny_causal_lm_problem(seed=seed)
+
+
+def hf_reset_parameters(model: Any, adapter: str) -> None:
+    """Re-initialise every weight of a transformers model with its ``init_weights``.
+
+    transformers skips tensors flagged as already initialised (every loaded one), so the
+    flags are cleared first. Every parameter is set to NaN before the init; one still NaN
+    afterwards is not covered by the model's ``_init_weights``: then the old weights are
+    restored and this raises (``adapter`` names the model adapter in the message).
+    """
+    import torch
+
+    for obj in (*model.modules(), *model.parameters(), *model.buffers()):
+        if "_is_hf_initialized" in getattr(obj, "__dict__", {}):
+            del obj._is_hf_initialized
+    init = getattr(model, "init_weights", None)
+    if not callable(init):
+        raise IncompatibleComponentError(
+            f"model '{adapter}': {type(model).__name__} has no init_weights(); it is not a "
+            "transformers PreTrainedModel, so its weights cannot be re-initialised")
+    saved = {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+        init()
+    missed = [name for name, p in model.named_parameters()
+              if p.is_floating_point() and bool(torch.isnan(p).any())]
+    if missed:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.copy_(saved[name])
+        raise IncompatibleComponentError(
+            f"model '{adapter}': {type(model).__name__}._init_weights does not initialise "
+            f"{', '.join(missed[:5])}{' ...' if len(missed) > 5 else ''}; the weights were "
+            "left as they were")
+
+
+def hf_layers(model: Any) -> list[Any]:
+    """The transformer layers: the first ModuleList with ``num_hidden_layers`` entries."""
+    import torch
+
+    config = getattr(model, "config", None)
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    count = getattr(text, "num_hidden_layers", None)
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) > 0 and (
+                count is None or len(module) == count):
+            return list(module)
+    return []
+
+
+def hf_parameter_groups(model: Any, mlp: re.Pattern[str] = _MLP) -> dict[str, list[str]]:
+    """``all``, ``embeddings``, ``attention``, ``mlp``, ``lm_head`` and ``layer.<i>`` of a
+    transformers model (see :meth:`CausalLMAdapter.parameter_groups`); ``mlp`` matches the
+    names of a layer's feed-forward children."""
+    import torch
+
+    names = [n for n, _ in model.named_parameters()]
+    by_tensor = {id(p): n for n, p in model.named_parameters()}
+
+    def params_of(module: torch.nn.Module) -> list[str]:
+        return [by_tensor[id(p)] for p in module.parameters() if id(p) in by_tensor]
+
+    groups: dict[str, list[str]] = {"all": names}
+    embeddings: list[str] = []
+    for module in model.modules():
+        if isinstance(module, torch.nn.Embedding):
+            embeddings += params_of(module)
+    groups["embeddings"] = sorted(set(embeddings), key=names.index)
+    attention: list[str] = []
+    feed_forward: list[str] = []
+    for i, layer in enumerate(hf_layers(model)):
+        groups[f"layer.{i}"] = params_of(layer)
+        for child_name, child in layer.named_children():
+            if _ATTENTION.search(child_name):
+                attention += params_of(child)
+            elif mlp.search(child_name):
+                feed_forward += params_of(child)
+    groups["attention"] = attention
+    groups["mlp"] = feed_forward
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    groups["lm_head"] = params_of(head) if head is not None else []
+    return {k: v for k, v in groups.items() if v}
 
 
 @contextmanager

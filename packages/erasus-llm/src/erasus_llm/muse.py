@@ -95,8 +95,8 @@ class Muse(DatasetProvider):
     ``raw/retain1`` followed by ``raw/forget`` (``forget_indices`` the forget positions),
     ``test`` is ``raw/holdout``; extra splits ``verbmem_forget``, ``knowmem_forget_qa``,
     ``knowmem_retain_qa``, ``privleak_forget``, ``privleak_retain``, ``privleak_holdout``,
-    and ``retain2`` / the ICL sets where present. Plain-text training needs an adapter that
-    takes ``{"text"}`` items. ``info.extra["files"]`` lists the files read.
+    and ``retain2`` / the ICL sets where present. The ``causal_lm`` adapter trains on the
+    ``{"text"}`` items. ``info.extra["files"]`` lists the files read.
     """
 
     name = "muse"

@@ -1,10 +1,13 @@
 """The ``llm`` plugin of Erasus (entry point ``llm = "erasus_llm.plugin"``).
 
-Registers the ``causal_lm`` model adapter (any Hugging Face causal LM on question/answer
-pairs) and two question/answer data sets, ``synthetic_qa`` (fictitious facts generated
-in code) and ``qa_json`` (records from a local JSON/JSONL file). Each hook imports its
-component modules when called; those import torch and transformers only inside
-functions, so building the registry (``erasus list-plugins``) stays light.
+Registers two model adapters on question/answer pairs, ``causal_lm`` (any Hugging Face
+causal LM) and ``masked_lm`` (a Hugging Face masked LM such as BERT, predicting the masked
+answer tokens); the question/answer data sets ``synthetic_qa`` (fictitious facts
+generated in code), ``qa_json`` (records from a local JSON/JSONL file) and the ``tofu``,
+``muse`` and ``wmdp`` benchmarks; the LLM unlearning strategies and the TOFU / MUSE-style
+metrics. Each hook imports its component modules when called; those import torch and
+transformers only inside functions, so building the registry (``erasus list-plugins``)
+stays light.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from erasus.hookspecs import hookimpl
 @hookimpl
 def erasus_register_models(register: Any) -> None:
     from erasus_llm.causal_lm import CausalLMAdapter
+    from erasus_llm.masked_lm import MaskedLMAdapter
 
     register(CausalLMAdapter)
+    register(MaskedLMAdapter)
 
 
 @hookimpl
@@ -42,12 +47,15 @@ def erasus_register_strategies(register: Any) -> None:
         DPO,
         RMU,
         UNDIAL,
+        CausalTracing,
         EmbeddingAlignment,
         IdkDPO,
         SatImp,
+        TokenMasking,
     )
 
-    for strategy in (DPO, IdkDPO, RMU, UNDIAL, CEU, SatImp, EmbeddingAlignment):
+    for strategy in (DPO, IdkDPO, RMU, UNDIAL, CEU, SatImp, EmbeddingAlignment, TokenMasking,
+                     CausalTracing):
         register(strategy)
 
 

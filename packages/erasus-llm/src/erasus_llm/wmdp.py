@@ -88,7 +88,7 @@ class Wmdp(DatasetProvider):
     are the multiple-choice set ``wmdp-<subset>`` (items ``{"question", "choices",
     "answer"}`` with ``answer`` the index of the right choice; the goal after unlearning
     is chance accuracy) and ``mc_general`` the general set (goal: unchanged accuracy)
-    when there is one. Plain-text training needs an adapter that takes ``{"text"}`` items.
+    when there is one. The ``causal_lm`` adapter trains on the ``{"text"}`` items.
     ``info.extra["files"]`` lists the files read.
     """
 

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from erasus.errors import IncompatibleComponentError
 from erasus.evaluation import Metric, MetricParams
 from pydantic import Field, field_validator
 
 from erasus_llm.causal_lm import TOFU
 
-__all__ = ["TOFU", "SplitMetric", "SplitMetricParams"]
+__all__ = ["TOFU", "SplitMetric", "SplitMetricParams", "check_adapter"]
+
+
+def check_adapter(metric: Metric, adapter: Any, why: str) -> None:
+    """Raise unless ``adapter`` is one of the adapters ``metric`` declares it runs on."""
+    only = tuple(getattr(metric, "adapters", ()) or ())
+    got = getattr(adapter, "name", type(adapter).__name__)
+    if only and got not in only:
+        raise IncompatibleComponentError(
+            f"metric '{metric.name}' {why}, so it runs on model "
+            f"{' or '.join(repr(a) for a in only)} only; got '{got}'")
 
 
 class SplitMetricParams(MetricParams):

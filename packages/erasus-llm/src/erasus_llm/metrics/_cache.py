@@ -14,6 +14,12 @@ included, the adapter's own tokenisation and templates):
 The field ``text`` is plain text (MUSE's raw and privleak splits): every token after the
 first is scored, with no question, template or EOS.
 
+On a masked LM (the ``masked_lm`` adapter) the answer tokens are all masked after the
+question and each is scored at its own position (no shift): ``logp`` is the token's
+log-probability given the question alone, ``hit`` whether it is the argmax there.
+Continuations after a context are scored the same way; plain text without a context
+(``text``) needs a causal LM.
+
 The result is stored on the :class:`~erasus.evaluation.EvalContext`, so answer
 probability, truth ratio, the MIA attacks, memorisation and perplexity share it, and so
 is each (question, answer) pair's statistics: a pair that another split or field already
@@ -191,16 +197,12 @@ def _raw_batch(adapter: Any, contexts: list[str | None], texts: list[str], metri
     rows, labels = [], []
     for context, text in zip(contexts, texts, strict=True):
         if context is None:
-            ids = tok(text, add_special_tokens=special)["input_ids"]
-            if bos is not None and (not ids or ids[0] != bos):
-                ids = [bos, *ids]
-            ids = list(ids[:limit] if limit else ids)
-            if len(ids) < 2:
-                raise IncompatibleComponentError(
-                    f"metric '{metric}': the text {text[:40]!r} has fewer than 2 tokens, so "
-                    "no token of it can be scored")
-            rows.append(ids)
-            labels.append([-100, *ids[1:]])
+            try:
+                ((ids, lab),) = adapter.encode_text([text])
+            except IncompatibleComponentError as exc:
+                raise IncompatibleComponentError(f"metric '{metric}': {exc}") from None
+            rows.append(list(ids))
+            labels.append(list(lab))
             continue
         head = list(tok(context, add_special_tokens=special)["input_ids"]) or \
             ([bos] if bos is not None else [])
@@ -227,6 +229,22 @@ def _raw_batch(adapter: Any, contexts: list[str | None], texts: list[str], metri
             "labels": label_ids.to(device)}
 
 
+def _is_masked(adapter: Any) -> bool:
+    from erasus_llm.masked_lm import MaskedLMAdapter
+
+    return isinstance(adapter, MaskedLMAdapter)
+
+
+def _masked_raw_batch(adapter: Any, contexts: list[str | None], texts: list[str],
+                      metric: str) -> dict[str, Any]:
+    if any(c is None for c in contexts):
+        raise IncompatibleComponentError(
+            f"metric '{metric}' scores plain text token by token from its start, which "
+            "needs a causal language model (model causal_lm); the masked_lm adapter scores "
+            "answers (or continuations) after a question")
+    return adapter.cloze_batch([str(c) for c in contexts], texts)
+
+
 def _run(ctx: Any, questions: list[str | None], answers: list[str], metric: str, *,
          raw: bool = False) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
     import torch
@@ -234,8 +252,12 @@ def _run(ctx: Any, questions: list[str | None], answers: list[str], metric: str,
     adapter = ctx.adapter
     if not (hasattr(adapter, "prepare_batch") and hasattr(adapter, "tokenizer")):
         raise IncompatibleComponentError(
-            f"metric '{metric}' needs a causal language model adapter (causal_lm) that "
-            f"tokenises question/answer pairs; got '{getattr(adapter, 'name', adapter)}'")
+            f"metric '{metric}' needs a language model adapter (causal_lm or masked_lm) "
+            f"that tokenises question/answer pairs; got '{getattr(adapter, 'name', adapter)}'")
+    masked = _is_masked(adapter)
+    # a masked LM predicts each masked answer token at its own position: no causal shift
+    make_raw = _masked_raw_batch if masked else _raw_batch
+    extra = {} if masked else {"use_cache": False}
     model = adapter.model
     was_training = model.training
     model.eval()
@@ -245,30 +267,33 @@ def _run(ctx: Any, questions: list[str | None], answers: list[str], metric: str,
         with torch.no_grad():
             for start in range(0, len(questions), batch_size):
                 if raw:
-                    batch = _raw_batch(adapter, questions[start:start + batch_size],
-                                       answers[start:start + batch_size], metric)
+                    batch = make_raw(adapter, questions[start:start + batch_size],
+                                     answers[start:start + batch_size], metric)
                 else:
                     batch = adapter.prepare_batch({
                         "question": questions[start:start + batch_size],
                         "answer": answers[start:start + batch_size]})
                 logits = model(input_ids=batch["input_ids"],
-                               attention_mask=batch["attention_mask"], use_cache=False).logits
+                               attention_mask=batch["attention_mask"], **extra).logits
                 ctx.forward_passes = getattr(ctx, "forward_passes", 0) + 1
-                for part, values in zip(out, _batch_stats(logits, batch["labels"]),
-                                        strict=True):
+                for part, values in zip(out, _batch_stats(logits, batch["labels"],
+                                                          shift=not masked), strict=True):
                     part.extend(values)
     finally:
         model.train(was_training)
     return out  # type: ignore[return-value]
 
 
-def _batch_stats(logits: Any, labels: Any) -> tuple[list[Any], ...]:
-    """Per-example arrays (logp, mu, sigma, hit) over the labelled positions, causal shift."""
+def _batch_stats(logits: Any, labels: Any, *, shift: bool = True) -> tuple[list[Any], ...]:
+    """Per-example arrays (logp, mu, sigma, hit) over the labelled positions; with
+    ``shift`` (a causal LM) ``labels[:, t]`` is predicted by ``logits[:, t - 1]``, without
+    (a masked LM) by ``logits[:, t]``."""
     import torch
 
-    targets = labels[:, 1:]
+    targets = labels[:, 1:] if shift else labels
     mask = targets != -100
-    rows = logits[:, :-1][mask]  # [tokens, vocab]: the logits that predict each answer token
+    # [tokens, vocab]: the logits that predict each answer token
+    rows = (logits[:, :-1] if shift else logits)[mask]
     tgt = targets[mask]
     logp, mu, sigma, hit = [], [], [], []
     for s in range(0, len(rows), _ROWS):

@@ -8,7 +8,7 @@ from erasus.components import Paper
 from erasus.evaluation import Measurement
 from pydantic import Field
 
-from erasus_llm.metrics._base import SplitMetric, SplitMetricParams
+from erasus_llm.metrics._base import SplitMetric, SplitMetricParams, check_adapter
 
 __all__ = ["ExactMemorization", "ExtractionStrength", "MemorizationParams",
            "exact_memorization", "extraction_strength"]
@@ -56,6 +56,7 @@ class _Memorization(SplitMetric):
         from erasus_llm.metrics._cache import token_stats
 
         p: MemorizationParams = self.params  # type: ignore[assignment]
+        check_adapter(self, ctx.adapter, "reads greedy decoding from each answer prefix")
         values, details = {}, {}
         for split, out in zip(p.splits, self.outputs, strict=True):
             stats = token_stats(ctx, split, p.field, metric=self.name)
@@ -93,4 +94,6 @@ class ExtractionStrength(_Memorization):
                   url="https://arxiv.org/abs/2406.09179", venue="ICLR")
     suffixes = ("extraction_strength",)
     outputs = ("forget_extraction_strength",)
+    #: Its prefixes are a causal LM's: a masked LM predicts the answer from the question alone.
+    adapters = ("causal_lm",)
     score = staticmethod(extraction_strength)

@@ -50,6 +50,8 @@ class ModelUtility(Metric):
     Params = ModelUtilityParams
     paper = TOFU
     outputs = ("model_utility",)
+    #: Generates text greedily, which needs a causal LM (the check is in _generation).
+    adapters = ("causal_lm",)
     scope = "model"
 
     def compute(self, ctx: Any) -> Measurement:

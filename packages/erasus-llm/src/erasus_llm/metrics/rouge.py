@@ -58,6 +58,8 @@ class Rouge(SplitMetric):
                   url="https://aclanthology.org/W04-1013/", venue="ACL Workshop")
     suffixes = ("rouge_l_recall", "rouge_l_f1")
     outputs = ("forget_rouge_l_recall", "forget_rouge_l_f1")
+    #: Generates text greedily, which needs a causal LM (the check is in _generation).
+    adapters = ("causal_lm",)
 
     def compute(self, ctx: Any) -> Measurement:
         from erasus_llm.metrics._cache import split_items

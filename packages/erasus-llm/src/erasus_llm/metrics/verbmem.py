@@ -37,6 +37,8 @@ class VerbMem(Metric):
     Params = VerbMemParams
     paper = PrivLeak.paper
     outputs = ("verbmem_rouge_l_f1",)
+    #: Generates text greedily, which needs a causal LM (the check is in _generation).
+    adapters = ("causal_lm",)
     scope = "model"
 
     def compute(self, ctx: Any) -> Measurement:
