@@ -47,7 +47,9 @@ class MaskedLMParams(ModelParams):
     tokenizer_vocab_size: int = Field(512, ge=260, description="Size of the offline BPE "
                                       "trained for a fresh model.")
     max_length: int = Field(128, ge=3, description="Longest sequence in tokens.")
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Weight dtype of the loaded or built model (losses are "
+        "computed in float32).")
     trust_remote_code: bool = Field(False, description="Allow model code from the directory.")
 
 
