@@ -19,3 +19,29 @@ def _isolated(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("ERASUS_PLUGINS", raising=False)
     monkeypatch.delenv("ERASUS_STRICT_PLUGINS", raising=False)
     yield
+
+
+@pytest.fixture(scope="module")
+def problem():
+    """The tiny trained GPT-2 problem (conformance's, seed 0): forget and retain facts."""
+    from erasus.testing import conformance as c
+    from erasus_llm.causal_lm import CausalLMAdapter
+
+    return c.tiny_problem(CausalLMAdapter, 0)
+
+
+@pytest.fixture(scope="session")
+def oracle_forget_loss() -> float:
+    """The forget loss of the oracle: the tiny model trained on the retain set alone."""
+    import torch
+    from erasus.testing import conformance as c
+    from erasus_llm.causal_lm import CausalLMAdapter, CausalLMParams
+    from erasus_llm.datasets import SyntheticQA
+    from erasus_llm.tiny import TINY_DATA, TINY_GPT2, train_causal_lm
+
+    splits = SyntheticQA(**TINY_DATA).load(seed=0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        oracle = CausalLMAdapter.build(CausalLMParams(config=TINY_GPT2))
+        train_causal_lm(oracle, splits.retain, steps=300, seed=0)
+    return c.mean_loss(oracle, splits.forget)

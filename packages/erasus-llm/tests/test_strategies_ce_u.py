@@ -11,26 +11,7 @@ from erasus.builtin.models.classifier import ClassifierAdapter, ClassifierParams
 from erasus.errors import IncompatibleComponentError
 from erasus.strategy import RunContext, UnlearnData
 from erasus.testing import conformance as c
-from erasus_llm.causal_lm import CausalLMAdapter, CausalLMParams
-from erasus_llm.datasets import SyntheticQA
 from erasus_llm.strategies import CEU, ce_u_token_loss
-from erasus_llm.tiny import TINY_DATA, TINY_GPT2, train_causal_lm
-
-
-@pytest.fixture(scope="module")
-def problem():
-    return c.tiny_problem(CausalLMAdapter, 0)
-
-
-@pytest.fixture(scope="module")
-def oracle_forget_loss():
-    """The forget loss of the oracle: the tiny model trained on the retain set alone."""
-    splits = SyntheticQA(**TINY_DATA).load(seed=0)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        oracle = CausalLMAdapter.build(CausalLMParams(config=TINY_GPT2))
-        train_causal_lm(oracle, splits.retain, steps=300, seed=0)
-    return c.mean_loss(oracle, splits.forget)
 
 
 def test_loss_and_gradient_by_hand():

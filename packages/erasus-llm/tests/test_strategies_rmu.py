@@ -8,32 +8,13 @@ import torch
 from erasus.errors import IncompatibleComponentError
 from erasus.strategy import RunContext, UnlearnData
 from erasus.testing import conformance as c
-from erasus_llm.causal_lm import CausalLMAdapter, CausalLMParams
-from erasus_llm.datasets import SyntheticQA
 from erasus_llm.strategies import RMU, control_vector
 from erasus_llm.strategies.rmu import masked_mse
-from erasus_llm.tiny import TINY_DATA, TINY_GPT2, train_causal_lm
 from torch.utils.data.dataloader import default_collate
 
 #: Settings for a full run on the tiny problem (6 forget facts: one batch per epoch): the
 #: defaults, spelled out.
 RUN = {"epochs": 100, "lr": 1e-2, "alpha": 30.0, "steering_coeff": 20.0}
-
-
-@pytest.fixture(scope="module")
-def problem():
-    return c.tiny_problem(CausalLMAdapter, 0)
-
-
-@pytest.fixture(scope="module")
-def oracle_forget_loss():
-    """The forget loss of the oracle: the tiny model trained on the retain set alone."""
-    splits = SyntheticQA(**TINY_DATA).load(seed=0)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        oracle = CausalLMAdapter.build(CausalLMParams(config=TINY_GPT2))
-        train_causal_lm(oracle, splits.retain, steps=300, seed=0)
-    return c.mean_loss(oracle, splits.forget)
 
 
 def _batch(adapter, dataset):
