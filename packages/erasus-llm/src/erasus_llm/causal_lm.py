@@ -311,42 +311,23 @@ class CausalLMAdapter(ModelAdapter):
         Weights are read from safetensors only. Without ``params``, those recorded in the
         directory's ``adapter.json`` (written by :meth:`save`) are used, else the defaults.
         """
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         local = Path(path)
-        if params is None:
-            meta_file = local / ADAPTER_FILE
-            meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-            params = cls.Params(**meta.get("params", {}))
         if local.exists() and not local.is_dir():
             raise IncompatibleComponentError(
                 f"model 'causal_lm': {path} is a file; give the directory holding the model "
                 "(config.json, *.safetensors) and its tokenizer")
-        try:
-            with _no_progress_bars():
-                model = AutoModelForCausalLM.from_pretrained(
-                    str(path), use_safetensors=True, dtype=_torch_dtype(params.dtype),
-                    trust_remote_code=params.trust_remote_code)
-                tokenizer = AutoTokenizer.from_pretrained(
-                    str(path), trust_remote_code=params.trust_remote_code)
-        except (OSError, ValueError) as exc:
-            raise IncompatibleComponentError(
-                f"model 'causal_lm' cannot load '{path}': {exc} (it must be a directory "
-                "written by save_pretrained with safetensors weights and the tokenizer, or a "
-                "hub id while the hub is reachable)") from exc
+        params = params or saved_params(cls, local)
+        model, tokenizer = hf_load_pretrained(
+            AutoModelForCausalLM, path, params, cls.name,
+            "written by save_pretrained with safetensors weights and the tokenizer, or a hub "
+            "id while the hub is reachable")
         return cls(model, params, tokenizer=tokenizer)
 
     def save(self, directory: str | Path) -> None:
         """Write the Hugging Face directory (safetensors, config, tokenizer) + adapter.json."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        with _no_progress_bars():
-            self.model.save_pretrained(str(directory))
-            self.tokenizer.save_pretrained(str(directory))
-        params = self.params.model_dump(mode="json")
-        params.pop("path", None)
-        (directory / ADAPTER_FILE).write_text(
-            json.dumps({"adapter": self.name, "params": params}, indent=2) + "\n")
+        hf_save(self, directory)
 
     def reset_parameters(self) -> None:
         """Re-initialise every weight with the model's own init scheme (``init_weights``).
@@ -593,6 +574,49 @@ class CausalLMAdapter(ModelAdapter):
         from erasus_llm.tiny import tiny_causal_lm_problem
 
         return tiny_causal_lm_problem(seed=seed)
+
+
+def saved_params(cls: type, directory: Path) -> Any:
+    """``cls.Params`` from the ``adapter.json`` a :func:`hf_save` wrote in ``directory``
+    (the defaults when there is none)."""
+    meta_file = directory / ADAPTER_FILE
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    return cls.Params(**meta.get("params", {}))
+
+
+def hf_load_pretrained(auto_cls: Any, path: str | Path, params: Any, adapter: str,
+                       what: str) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` via ``auto_cls.from_pretrained`` (safetensors only, remote
+    code only when ``params.trust_remote_code``); a load failure raises an error naming
+    ``adapter`` and saying the directory must be ``what``."""
+    from transformers import AutoTokenizer
+
+    try:
+        with _no_progress_bars():
+            model = auto_cls.from_pretrained(
+                str(path), use_safetensors=True, dtype=_torch_dtype(params.dtype),
+                trust_remote_code=params.trust_remote_code)
+            tokenizer = AutoTokenizer.from_pretrained(
+                str(path), trust_remote_code=params.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise IncompatibleComponentError(
+            f"model '{adapter}' cannot load '{path}': {exc} (it must be a directory "
+            f"{what})") from exc
+    return model, tokenizer
+
+
+def hf_save(adapter: Any, directory: str | Path) -> None:
+    """Write ``adapter``'s Hugging Face directory (safetensors, config, tokenizer) and an
+    ``adapter.json`` with its name and parameters (``path`` left out)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with _no_progress_bars():
+        adapter.model.save_pretrained(str(directory))
+        adapter.tokenizer.save_pretrained(str(directory))
+    params = adapter.params.model_dump(mode="json")
+    params.pop("path", None)
+    (directory / ADAPTER_FILE).write_text(
+        json.dumps({"adapter": adapter.name, "params": params}, indent=2) + "\n")
 
 
 def hf_reset_parameters(model: Any, adapter: str) -> None:

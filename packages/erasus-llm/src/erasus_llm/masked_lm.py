@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,7 +19,6 @@ if TYPE_CHECKING:
 __all__ = ["MaskedLMAdapter", "MaskedLMParams", "masked_token_nll"]
 
 IGNORE_INDEX = -100
-ADAPTER_FILE = "adapter.json"
 MASK_TOKEN, SEP_TOKEN = "[MASK]", "[SEP]"
 #: The fresh model's BertConfig (about 0.1M parameters without the embeddings). Without
 #: dropout, like the tiny causal LMs: training and evaluation then see the same function.
@@ -125,42 +123,21 @@ class MaskedLMAdapter(ModelAdapter):
     def load(cls, path: str | Path, params: MaskedLMParams | None = None,
              info: DataInfo | None = None) -> MaskedLMAdapter:
         """A masked LM and its tokenizer from a local directory (safetensors only)."""
-        from transformers import AutoModelForMaskedLM, AutoTokenizer
+        from transformers import AutoModelForMaskedLM
 
-        from erasus_llm.causal_lm import _no_progress_bars, _torch_dtype
+        from erasus_llm.causal_lm import hf_load_pretrained, saved_params
 
-        local = Path(path)
-        if params is None:
-            meta = local / ADAPTER_FILE
-            params = cls.Params(**(json.loads(meta.read_text()).get("params", {})
-                                   if meta.is_file() else {}))
-        try:
-            with _no_progress_bars():
-                model = AutoModelForMaskedLM.from_pretrained(
-                    str(path), use_safetensors=True, dtype=_torch_dtype(params.dtype),
-                    trust_remote_code=params.trust_remote_code)
-                tokenizer = AutoTokenizer.from_pretrained(
-                    str(path), trust_remote_code=params.trust_remote_code)
-        except (OSError, ValueError) as exc:
-            raise IncompatibleComponentError(
-                f"model 'masked_lm' cannot load '{path}': {exc} (it must be a directory "
-                "holding a masked LM, e.g. BERT, with safetensors weights and its "
-                "tokenizer)") from exc
+        params = params or saved_params(cls, Path(path))
+        model, tokenizer = hf_load_pretrained(
+            AutoModelForMaskedLM, path, params, cls.name,
+            "holding a masked LM, e.g. BERT, with safetensors weights and its tokenizer")
         return cls(model, params, tokenizer=tokenizer)
 
     def save(self, directory: str | Path) -> None:
         """Write the Hugging Face directory (safetensors, config, tokenizer) + adapter.json."""
-        from erasus_llm.causal_lm import _no_progress_bars
+        from erasus_llm.causal_lm import hf_save
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        with _no_progress_bars():
-            self.model.save_pretrained(str(directory))
-            self.tokenizer.save_pretrained(str(directory))
-        params = self.params.model_dump(mode="json")
-        params.pop("path", None)
-        (directory / ADAPTER_FILE).write_text(
-            json.dumps({"adapter": self.name, "params": params}, indent=2) + "\n")
+        hf_save(self, directory)
 
     def prepare_batch(self, batch: Any) -> dict[str, Any]:
         """``input_ids``, ``attention_mask``, ``labels``: answer masked, labelled only there."""
