@@ -85,3 +85,36 @@ def test_data_path_reads_a_local_copy_in_the_published_layout(
     out = capsys.readouterr()
     assert "forget10_perturbed.json" in out.out + out.err
     assert not (tmp_path / "run2").exists()
+
+
+@pytest.mark.slow  # about 50 s: the config run by one process, then by two (torchrun)
+def test_two_processes_give_the_one_process_tofu_metrics(tmp_path: Path) -> None:
+    """Data-parallel training (original, oracle, NPO) and evaluation (the one forward pass,
+    greedy generation for ROUGE) over gloo reproduce every one-process number."""
+    import os
+    import subprocess
+    import sys
+
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    assert torchrun
+    runs = {}
+    for name, launcher in (("one", [sys.executable, "-m", "erasus"]),
+                           ("two", [torchrun, "--nproc_per_node", "2", "-m", "erasus"])):
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+               "ERASUS_PLUGINS": "llm", "ERASUS_CACHE_DIR": str(tmp_path / f"cache-{name}")}
+        proc = subprocess.run([*launcher, "run", str(CONFIG), "-o", str(tmp_path / name),
+                               "--no-progress", "--set", "train.epochs=4"],
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        runs[name] = metrics_of(tmp_path / name)
+    one, two = runs["one"], runs["two"]
+    assert two["run_info"]["processes"] == 2
+    for role in ("original", "unlearned", "oracle"):
+        for key, value in one[role].items():
+            assert two[role][key] == pytest.approx(value, abs=1e-3), (role, key)
+    for key in ("forget_quality", "forget_quality_original", "privleak"):
+        assert two["run"][key] == pytest.approx(one["run"][key], abs=1e-3), key
+    # per-question values are gathered from both processes in order
+    d1, d2 = one["details"]["run"]["forget_quality"], two["details"]["run"]["forget_quality"]
+    assert d2["unlearned_truth_ratios"] == pytest.approx(d1["unlearned_truth_ratios"],
+                                                         abs=1e-4)

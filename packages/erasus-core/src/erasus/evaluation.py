@@ -82,10 +82,16 @@ class EvalContext:
             return self._cache[(split, True)]
         import numpy as np
         import torch
+        from torch.utils.data import Subset
 
+        from erasus import distributed
         from erasus.data import index_loader
 
         dataset = self.splits.get(split)
+        # data-parallel under torchrun: this process runs its share, then all are gathered
+        lo, hi = distributed.share(len(dataset), self.adapter.min_batch_size)
+        if (lo, hi) != (0, len(dataset)):
+            dataset = Subset(dataset, range(lo, hi))
         loader = index_loader(dataset, batch_size=self.batch_size,
                               collate_fn=self.splits.collate_fn,
                               min_batch_size=self.adapter.min_batch_size)
@@ -95,6 +101,7 @@ class EvalContext:
         chunks: dict[str, list[np.ndarray]] = {}
         with torch.no_grad():
             for indices, raw in loader:
+                indices = indices + lo
                 batch = self.adapter.prepare_batch(raw)
                 # as in training: adapters with per-example randomness (diffusion noise)
                 # can key it on the example's index, so every model sees the same draws
@@ -108,6 +115,9 @@ class EvalContext:
                         value = value.float()
                     chunks.setdefault(name, []).append(value.cpu().numpy())
         model.train(was_training)
+        if distributed.world_size() > 1:
+            shares = [c for c in distributed.gather(chunks) if c]
+            chunks = {name: [a for c in shares for a in c[name]] for name in shares[0]}
         result = {name: np.concatenate(parts) for name, parts in chunks.items()}
         self._cache[key] = result
         return result

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from erasus import distributed
 from erasus._version import __version__
 from erasus.config import ResolvedComponent, ResolvedConfig, config_hash, load_config
 from erasus.errors import DivergenceError, ErasusError, IncompatibleComponentError
@@ -99,19 +100,26 @@ def _cached_model(cache: Path, key: dict[str, Any], resolved: ResolvedConfig,
 
     ``make`` receives the (temporary) cache directory, where it may write more than the
     model (the training record); returns the model, its seconds and its cache directory.
+    In a multi-process run rank 0 decides whether the cache holds the model; when it does
+    not, every process trains it (the training loop is data-parallel) and only rank 0
+    writes the cache, the others train into a scratch directory.
     """
     import json
     import shutil
+    import tempfile
 
-    adapter_cls = resolved.model.info.cls
     digest = config_hash({**key, "erasus": __version__})
     directory = cache / "models" / digest
     meta_file = directory / "meta.json"
-    if meta_file.is_file():
-        meta = json.loads(meta_file.read_text())
-        adapter = adapter_cls.load(directory, resolved.model.params, info)
-        log.info("loaded cached %s model from %s", key["role"], directory)
-        return adapter, float(meta["seconds"]), True, directory
+    if not distributed.is_main():
+        if distributed.broadcast(None):
+            return _load_cached(directory, resolved, info, key)
+        with tempfile.TemporaryDirectory(prefix="erasus-rank-") as scratch:
+            adapter, seconds = make(Path(scratch))
+        distributed.barrier()  # rank 0 has published the cache entry (and its record)
+        return adapter, seconds, False, directory
+    if distributed.broadcast(meta_file.is_file()):
+        return _load_cached(directory, resolved, info, key)
     tmp = directory.with_name(f".{digest}.{os.getpid()}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -124,7 +132,18 @@ def _cached_model(cache: Path, key: dict[str, Any], resolved: ResolvedConfig,
         os.replace(tmp, directory)
     except OSError:  # another process cached it first
         shutil.rmtree(tmp, ignore_errors=True)
+    distributed.barrier()
     return adapter, seconds, False, directory
+
+
+def _load_cached(directory: Path, resolved: ResolvedConfig, info: Any, key: dict[str, Any]
+                 ) -> tuple[ModelAdapter, float, bool, Path]:
+    import json
+
+    meta = json.loads((directory / "meta.json").read_text())
+    adapter = resolved.model.info.cls.load(directory, resolved.model.params, info)
+    log.info("loaded cached %s model from %s", key["role"], directory)
+    return adapter, float(meta["seconds"]), True, directory
 
 
 def _train_key(resolved: ResolvedConfig) -> dict[str, Any]:
@@ -377,50 +396,91 @@ def run(config: str | Path | dict[str, Any], *, overrides: list[str] | tuple[str
     pm = plugin_manager or get_plugin_manager()
     resolved = load_config(config, pm.registry, overrides)
     resolved_dict = resolved.to_dict()
-    seed = resolved.config.seed
     if progress is None:
         progress = resolved.config.run.progress
     if progress is None:
         progress = sys.stderr.isatty()
-    stem = Path(config).stem if isinstance(config, (str, Path)) else "run"
-    rd = RunDirectory.create(output=output, parent=resolved.config.run.output_dir,
-                             stem=resolved.config.run.name or stem,
-                             config_hash=config_hash(resolved_dict), resume=resume)
-    rd.write_yaml("config.resolved.yaml", resolved_dict)
-    run_obj = Run(config=resolved_dict, run_dir=rd.work, seed=seed, plugin_manager=pm)
-    tracker = _SafeTracker(resolved.tracker.create() if resolved.tracker else None)
-    with _RunLog(rd.work / "run.log"):
-        log.info("erasus %s: run %s (resume=%s)", __version__, rd.final, resume)
-        try:
-            with using_registry(pm.registry):
-                result = _execute(resolved, resolved_dict, rd, run_obj, pm, tracker, progress)
-        except DivergenceError as exc:
-            rd.set_status("diverged", step=exc.step, last_good_step=exc.last_good_step)
-            log.error("%s", exc)
-            tracker("end", "failed")
-            raise
-        except ErasusError:
-            rd.set_status("failed")
-            tracker("end", "failed")
-            raise
-    final = rd.publish()
-    result.run_dir = final
-    run_obj.run_dir = final
-    pm.hook.erasus_run_end(run=run_obj, metrics=result.metrics)
+    device, owned_group = distributed.setup(_device(resolved.config.run.device))
+    try:
+        return _run_in_directory(resolved, resolved_dict, pm, device, progress,
+                                 stem=Path(config).stem if isinstance(config, (str, Path))
+                                 else "run", output=output, resume=resume)
+    finally:
+        if owned_group:
+            distributed.teardown()
+
+
+def _run_in_directory(resolved: ResolvedConfig, resolved_dict: dict[str, Any], pm: Any,
+                      device: str, progress: bool, *, stem: str, output: str | Path | None,
+                      resume: bool) -> RunResult:
+    """Create (or resume) the run directory, execute, publish.
+
+    In a multi-process run rank 0 owns the run directory; the other ranks work in a
+    scratch directory that is removed at the end, read rank 0's checkpoint when resuming,
+    and neither track nor call the run hooks.
+    """
+    import shutil
+    import tempfile
+
+    main = distributed.is_main()
+    scratch: Path | None = None
+    if main:
+        rd = RunDirectory.create(output=output, parent=resolved.config.run.output_dir,
+                                 stem=resolved.config.run.name or stem,
+                                 config_hash=config_hash(resolved_dict), resume=resume)
+    final_of_main, checkpoint_dir = distributed.broadcast(
+        (rd.final, rd.work / "checkpoint") if main else None)
+    if not main:
+        scratch = Path(tempfile.mkdtemp(prefix=f"erasus-rank{distributed.rank()}-"))
+        rd = RunDirectory.create(output=scratch / "run", parent=scratch, stem="run",
+                                 config_hash="", resume=False)
+    try:
+        rd.write_yaml("config.resolved.yaml", resolved_dict)
+        run_obj = Run(config=resolved_dict, run_dir=rd.work, seed=resolved.config.seed,
+                      plugin_manager=pm)
+        tracker = _SafeTracker(resolved.tracker.create() if resolved.tracker and main
+                               else None)
+        with _RunLog(rd.work / "run.log"):
+            log.info("erasus %s: run %s (resume=%s, process %d of %d)", __version__,
+                     final_of_main, resume, distributed.rank() + 1, distributed.world_size())
+            try:
+                with using_registry(pm.registry):
+                    result = _execute(resolved, resolved_dict, rd, run_obj, pm, tracker,
+                                      progress, device, checkpoint_dir)
+            except DivergenceError as exc:
+                rd.set_status("diverged", step=exc.step, last_good_step=exc.last_good_step)
+                log.error("%s", exc)
+                tracker("end", "failed")
+                raise
+            except ErasusError:
+                rd.set_status("failed")
+                tracker("end", "failed")
+                raise
+        rd.publish()
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    result.run_dir = final_of_main
+    run_obj.run_dir = final_of_main
+    if main:
+        pm.hook.erasus_run_end(run=run_obj, metrics=result.metrics)
+    distributed.barrier()  # the run directory is complete before any process returns
     return result
 
 
 def _execute(resolved: ResolvedConfig, resolved_dict: dict[str, Any], rd: RunDirectory,
-             run_obj: Run, pm: Any, tracker: _SafeTracker, progress: bool) -> RunResult:
+             run_obj: Run, pm: Any, tracker: _SafeTracker, progress: bool, device: str,
+             checkpoint_dir: Path) -> RunResult:
     from erasus.checkpoint import CheckpointStore
     from erasus.reporting import RunSummary
     from erasus.strategy import RunContext
 
     seed = resolved.config.seed
+    main = distributed.is_main()
     tracker("start", resolved_dict)
-    pm.hook.erasus_run_start(run=run_obj)
+    if main:
+        pm.hook.erasus_run_start(run=run_obj)
     seed_everything(seed)
-    device = _device(resolved.config.run.device)
     cache = _cache_dir(resolved)
 
     splits = resolved.data.create().load(seed=seed)
@@ -439,13 +499,14 @@ def _execute(resolved: ResolvedConfig, resolved_dict: dict[str, Any], rd: RunDir
         oracle.to(device)
 
     def on_step(step: int, losses: dict[str, float]) -> None:
-        pm.hook.erasus_step_end(run=run_obj, step=step, losses=losses)
+        if main:
+            pm.hook.erasus_step_end(run=run_obj, step=step, losses=losses)
         tracker("log_metrics", losses, step=step)
 
     seed_everything(seed)
     unlearned = original.clone()
     strategy = resolved.strategy.create()
-    ctx = RunContext(seed=seed, checkpoints=CheckpointStore(rd.work / "checkpoint"),
+    ctx = RunContext(seed=seed, checkpoints=CheckpointStore(checkpoint_dir),
                      on_step=on_step, progress=progress,
                      description=f"unlearning ({resolved.strategy.info.name})", record=record)
     context = SelectionContext(retain=splits.retain, test=splits.test, extra=splits.extra,
@@ -460,6 +521,7 @@ def _execute(resolved: ResolvedConfig, resolved_dict: dict[str, Any], rd: RunDir
 
     run_info: dict[str, Any] = {**facts, "original_seconds": original_seconds,
                                 "oracle_seconds": oracle_seconds, "device": device,
+                                "processes": distributed.world_size(),
                                 "erasus_version": __version__}
     metrics = evaluate_models(resolved.metrics, splits,
                               {"original": original, "unlearned": unlearned, "oracle": oracle},
@@ -476,18 +538,21 @@ def _execute(resolved: ResolvedConfig, resolved_dict: dict[str, Any], rd: RunDir
     rd.write_json("metrics.json", metrics)
     rd.write_json("history.json", history.to_dict())
     rd.write_json("selection.json", selection_record)
-    unlearned.save(rd.work / "model")
-    summary = RunSummary(config=resolved_dict, metrics=metrics, history=history.to_dict(),
-                         selection=selection_record)
-    for rc in resolved.reporters:
-        rc.create().report(rd.work, summary)
+    if main:
+        unlearned.save(rd.work / "model")
+        summary = RunSummary(config=resolved_dict, metrics=metrics, history=history.to_dict(),
+                             selection=selection_record)
+        for rc in resolved.reporters:
+            rc.create().report(rd.work, summary)
     tracker("log_metrics", {f"{role}/{k}": v for role in (*ROLES, "run")
                             for k, v in metrics.get(role, {}).items()})
     tracker("log_artifact", rd.work)
     tracker("end", "finished")
     import shutil
 
-    shutil.rmtree(rd.work / "checkpoint", ignore_errors=True)
+    distributed.barrier()  # no process still reads the checkpoint
+    if main:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return RunResult(run_dir=rd.work, metrics=metrics, history=history, selection=selection,
                      config=resolved_dict)
 
@@ -501,7 +566,6 @@ def evaluate(source: str | Path | dict[str, Any], *, overrides: list[str] | tupl
     metrics reuse the run's recorded facts (timings, memory). For a config, only the
     original and the oracle are evaluated and run-level metrics are skipped.
     """
-    import json
 
     from erasus.errors import RunDirectoryError
     from erasus.plugins import get_plugin_manager
@@ -520,7 +584,18 @@ def evaluate(source: str | Path | dict[str, Any], *, overrides: list[str] | tupl
     if progress is None:
         progress = bool(resolved.config.run.progress) and sys.stderr.isatty()
     seed_everything(resolved.config.seed)
-    device = _device(resolved.config.run.device)
+    device, owned_group = distributed.setup(_device(resolved.config.run.device))
+    try:
+        return _evaluate(resolved, pm, run_dir, device, progress)
+    finally:
+        if owned_group:
+            distributed.teardown()
+
+
+def _evaluate(resolved: ResolvedConfig, pm: Any, run_dir: Path | None, device: str,
+              progress: bool) -> dict[str, Any]:
+    import json
+
     cache = _cache_dir(resolved)
     splits = resolved.data.create().load(seed=resolved.config.seed)
     original, _, _ = load_original(resolved, splits, cache, progress)

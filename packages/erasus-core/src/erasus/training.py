@@ -7,6 +7,12 @@ exceeds ``max_abs_loss`` (the weights stay those of the last good step, and the 
 checkpoint is kept). Batch order depends only on the seed and the epoch, so a run resumed
 from a checkpoint continues exactly where the killed one stopped.
 
+Under ``torchrun`` (see :mod:`erasus.distributed`) every process draws the same batches
+and computes the loss on its contiguous share of each; the share's loss is weighted by its
+size and the gradients are summed across processes before the step, so the step is the
+one-process step on the whole batch for losses that are means over examples. Logged
+losses are the whole batch's; only rank 0 writes checkpoints and shows progress.
+
 An epoch is one pass over the primary set. The paired set is drawn in its own shuffled
 order alongside (batch ``j`` of the primary set with batch ``j`` of the paired set,
 wrapping around), so per epoch it contributes as many batches as the primary set has: a
@@ -18,6 +24,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from erasus import distributed
 from erasus.errors import DivergenceError, IncompatibleComponentError
 
 if TYPE_CHECKING:
@@ -121,6 +128,7 @@ def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
 
     model = adapter.model
     model.train()
+    distributed.broadcast_parameters(model)
     sets = _Sets(adapter, data)
     batches_per_epoch = len(epoch_batches(len(primary), params.batch_size, run.seed, 0,
                                           adapter.min_batch_size))
@@ -135,7 +143,9 @@ def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
     step, start_epoch, start_batch = 0, 0, 0
     last_good: int | None = None
     store = run.checkpoints
-    if store is not None and store.exists:
+    # rank 0 decides (and recovers an interrupted checkpoint swap) before anyone reads
+    if store is not None and distributed.broadcast(store.exists if distributed.is_main()
+                                                   else None):
         state = store.load(model, optimizer, scheduler)
         step, start_epoch, start_batch = state["step"], state["epoch"], state["batch"]
         history.steps = state["history"]
@@ -164,23 +174,32 @@ def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
                     recorder.before_step(model)
                 logged: dict[str, float] = {}
                 for j in group:
-                    pb = sets.batch(primary, order[j])
-                    if recorder is not None:
-                        recorder.on_batch(adapter, pb, epoch)
-                    ob = (sets.batch(paired, paired_order[j % len(paired_order)])
-                          if paired_order is not None else None)
-                    batches: dict[str, Any] = {"forget": None, "retain": None,
-                                               primary_name: pb}
-                    if paired_name:
-                        batches[paired_name] = ob
-                    parts = strategy.loss(adapter, **batches)
-                    total = parts["loss"]
-                    value = float(total.detach())
+                    full = order[j]
+                    lo, hi = distributed.share(len(full), min_size)
+                    mine = full[lo:hi]
+                    pb = sets.batch(primary, mine) if mine else None
+                    if recorder is not None:  # records every example of the batch
+                        recorder.on_batch(adapter, pb if len(mine) == len(full)
+                                          else sets.batch(primary, full), epoch)
+                    parts: dict[str, Any] = {}
+                    if pb is not None:
+                        batches: dict[str, Any] = {"forget": None, "retain": None,
+                                                   primary_name: pb}
+                        if paired_order is not None and paired_name:
+                            batches[paired_name] = sets.batch(
+                                paired, _paired_share(paired_order[j % len(paired_order)],
+                                                      lo, hi, len(full)))
+                        parts = strategy.loss(adapter, **batches)
+                    weight = len(mine) / len(full)
+                    values = _batch_values(parts, weight)
+                    value = values.get("loss", math.nan)
                     if not math.isfinite(value) or abs(value) > params.max_abs_loss:
                         _diverged(strategy, step + 1, value, params, last_good)
-                    (total / len(group)).backward()
-                    for name, part in parts.items():
-                        logged[name] = logged.get(name, 0.0) + float(part.detach()) / len(group)
+                    if parts:
+                        (parts["loss"] * (weight / len(group))).backward()
+                    for name, part in values.items():
+                        logged[name] = logged.get(name, 0.0) + part / len(group)
+                distributed.all_reduce_gradients(model)
                 if not _finite_grads(model):
                     _diverged(strategy, step + 1, float("nan"), params, last_good,
                               what="gradient")
@@ -190,6 +209,7 @@ def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
                     torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
                 used_lr = float(optimizer.param_groups[0]["lr"])
                 optimizer.step()
+                distributed.average_buffers(model)
                 scheduler.step()
                 step += 1
                 if recorder is not None:
@@ -206,9 +226,10 @@ def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
                 if store is not None and params.checkpoint_every and (
                         step % params.checkpoint_every == 0 or step == total_steps):
                     next_epoch, next_batch = (epoch, k) if k < len(order) else (epoch + 1, 0)
-                    store.save(model, optimizer, scheduler,
-                               {"step": step, "epoch": next_epoch, "batch": next_batch,
-                                "history": history.steps})
+                    if distributed.is_main():
+                        store.save(model, optimizer, scheduler,
+                                   {"step": step, "epoch": next_epoch, "batch": next_batch,
+                                    "history": history.steps})
                     last_good = step
                 if stop_loss is not None and logged.get("forget_loss", -math.inf) >= stop_loss:
                     history.stopped_early = f"forget_loss reached {stop_loss:g} at step {step}"
@@ -228,6 +249,27 @@ def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
             progress.close()
     model.eval()
     return history
+
+
+def _paired_share(indices: list[int], lo: int, hi: int, n: int) -> list[int]:
+    """This process's share of a paired batch: the same fraction of it as its share
+    ``[lo, hi)`` of the ``n`` primary examples, so both parts of a loss are weighted
+    alike; all of it when that would be empty (fewer paired examples than processes)."""
+    m = len(indices)
+    return indices[round(lo * m / n):round(hi * m / n)] or indices
+
+
+def _batch_values(parts: dict[str, Any], weight: float) -> dict[str, float]:
+    """The loss parts of the whole batch: this process's, weighted by its share, summed
+    over processes (a process with an empty share contributes nothing)."""
+    values = {name: float(part.detach()) * weight for name, part in parts.items()}
+    if distributed.world_size() == 1:
+        return values
+    merged: dict[str, float] = {}
+    for shard in distributed.gather(values):
+        for name, part in shard.items():
+            merged[name] = merged.get(name, 0.0) + part
+    return merged
 
 
 def _forget_accuracy(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData
@@ -292,6 +334,6 @@ class _Progress:
 
 
 def _progress(run: RunContext, total: int, completed: int) -> _Progress | None:
-    if not run.progress:
+    if not run.progress or not distributed.is_main():
         return None
     return _Progress(run.description, total, completed)

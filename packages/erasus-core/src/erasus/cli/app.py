@@ -164,10 +164,13 @@ def run_command(
     ] = None,
 ) -> None:
     """Run a config: select, unlearn, evaluate, and write the run directory."""
+    from erasus import distributed
     from erasus.pipeline import run
 
     result = run(config, overrides=set_ or [], output=output, resume=resume,
                  progress=progress)
+    if not distributed.is_main():  # under torchrun, rank 0 reports
+        return
     cfg = result.config
     _print_metrics(result.metrics, title=f"{cfg['strategy']['name']} on {cfg['data']['name']}"
                    f" (selector {cfg['selector']['name']}, seed {cfg['seed']})")
@@ -183,9 +186,12 @@ def evaluate_command(
                        ] = False,
 ) -> None:
     """Evaluate a run directory's models again, or a config's original and oracle."""
+    from erasus import distributed
     from erasus.pipeline import evaluate
 
     metrics = evaluate(source, overrides=set_ or [])
+    if not distributed.is_main():  # under torchrun, rank 0 reports
+        return
     if as_json:
         out.print_json(json.dumps(metrics, default=float))
         return

@@ -248,6 +248,7 @@ def _masked_raw_batch(adapter: Any, contexts: list[str | None], texts: list[str]
 def _run(ctx: Any, questions: list[str | None], answers: list[str], metric: str, *,
          raw: bool = False) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
     import torch
+    from erasus import distributed
 
     adapter = ctx.adapter
     if not (hasattr(adapter, "prepare_batch") and hasattr(adapter, "tokenizer")):
@@ -263,6 +264,9 @@ def _run(ctx: Any, questions: list[str | None], answers: list[str], metric: str,
     model.eval()
     batch_size = max(1, int(getattr(ctx, "batch_size", 32)))
     out: tuple[list[Any], ...] = ([], [], [], [])
+    # data-parallel under torchrun: this process scores its share, then all are gathered
+    lo, hi = distributed.share(len(questions))
+    questions, answers = questions[lo:hi], answers[lo:hi]
     try:
         with torch.no_grad():
             for start in range(0, len(questions), batch_size):
@@ -281,7 +285,7 @@ def _run(ctx: Any, questions: list[str | None], answers: list[str], metric: str,
                     part.extend(values)
     finally:
         model.train(was_training)
-    return out  # type: ignore[return-value]
+    return tuple(distributed.gather_shards(part) for part in out)  # type: ignore[return-value]
 
 
 def _batch_stats(logits: Any, labels: Any, *, shift: bool = True) -> tuple[list[Any], ...]:

@@ -97,6 +97,11 @@ def _decode_greedy(ctx: Any, prompts: list[Any], max_new_tokens: int, metric: st
     model.eval()
     batch_size = max(1, int(getattr(ctx, "batch_size", 32)))
     texts: list[str] = []
+    # data-parallel under torchrun: this process decodes its share, then all are gathered
+    from erasus import distributed
+
+    lo, hi = distributed.share(len(prompts))
+    prompts = prompts[lo:hi]
     try:
         with torch.no_grad():
             for start in range(0, len(prompts), batch_size):
@@ -116,4 +121,4 @@ def _decode_greedy(ctx: Any, prompts: list[Any], max_new_tokens: int, metric: st
                     texts.append(tokenizer.decode(row, skip_special_tokens=True).strip())
     finally:
         model.train(was_training)
-    return texts
+    return distributed.gather_shards(texts)
