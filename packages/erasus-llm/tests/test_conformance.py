@@ -26,26 +26,34 @@ def _runs_on(kind: str, name: str, adapter: str) -> bool:
 
 
 def test_every_component_has_a_case():
-    assert {p.values[0].name for p in SUITE.models} == {"causal_lm", "masked_lm"}
+    assert {p.values[0].name for p in SUITE.models} == {"causal_lm", "masked_lm",
+                                                       "sequence_classification"}
     assert {p.values[0].name for p in SUITE.datasets} == {"synthetic_qa", "qa_json", "tofu",
-                                                         "muse", "wmdp"}
+                                                         "muse", "wmdp",
+                                                         "text_classification"}
     for case in (*SUITE.strategies, *SUITE.selectors, *SUITE.metrics):
-        assert case.values[1] is not None and case.values[1].name in ("causal_lm", "masked_lm")
-    # every generic ("any") component of the core pairs with both LM adapters, and every
-    # component of the plugin with each adapter it does not exclude
+        assert case.values[1] is not None and case.values[1].name in (
+            "causal_lm", "masked_lm", "sequence_classification")
+    # every generic ("any") component of the core pairs with every adapter of the plugin,
+    # every classification component with the text classifier, and every component of
+    # the plugin (modality "text") with each LM adapter it does not exclude
     for model in SUITE.models:
         adapter, mods = model.values[0].name, model.values[0].modalities
         for kind, cases in (("strategy", SUITE.strategies), ("selector", SUITE.selectors),
                             ("metric", SUITE.metrics)):
             own = {m.name for m in METRICS} if kind == "metric" else set()
             own |= LLM_STRATEGIES if kind == "strategy" else set()
-            own = {n for n in own if _runs_on(kind, n, adapter)}
+            own = {n for n in own if _runs_on(kind, n, adapter) and "text" in mods}
             paired = {p.values[0].name for p in cases if p.values[1].name == adapter}
             assert paired == c.builtin_components(kind, adapter, mods) | own, (adapter, kind)
         paired = {p.values[0].name for p in SUITE.strategies if p.values[1].name == adapter}
         assert {"gradient_ascent", "npo", "simnpo"} <= paired, adapter
     # what needs a causal LM (generation, answer prefixes, decoder layers) is not paired
     # with the masked LM; what reads answer-token log-probs is
+    classifier = {p.values[0].name for p in (*SUITE.strategies, *SUITE.metrics)
+                  if p.values[1].name == "sequence_classification"}
+    assert {"accuracy", "mia_efficacy", "random_label", "scrub", "salun"} <= classifier
+    assert not classifier & (LLM_STRATEGIES | {m.name for m in METRICS})
     masked = {p.values[0].name for p in (*SUITE.strategies, *SUITE.metrics)
               if p.values[1].name == "masked_lm"}
     assert not masked & {"rouge", "model_utility", "verbmem", "extraction_strength", "dpo",

@@ -27,7 +27,7 @@ def test_version_is_the_installed_one_and_matches_the_core():
 def test_registers_the_adapter_data_sets_strategies_and_metrics():
     registry = get_plugin_manager().registry
     assert registry.by_plugin("llm") == {
-        "model": ["causal_lm", "masked_lm"],
+        "model": ["causal_lm", "masked_lm", "sequence_classification"],
         "strategy": ["causal_tracing", "ce_u", "dpo", "embedding_alignment", "idk_dpo",
                      "rmu", "satimp", "token_masking", "undial"],
         "metric": ["answer_prob", "exact_memorization", "extraction_strength",
@@ -35,7 +35,8 @@ def test_registers_the_adapter_data_sets_strategies_and_metrics():
                    "mia_min_k_plus_plus", "mia_reference", "mia_zlib", "model_utility",
                    "perplexity", "privleak", "quantization_robustness", "relearn_robustness",
                    "rouge", "truth_ratio", "verbmem"],
-        "dataset": ["muse", "qa_json", "synthetic_qa", "tofu", "wmdp"]}
+        "dataset": ["muse", "qa_json", "synthetic_qa", "text_classification", "tofu",
+                    "wmdp"]}
     assert registry.get("model", "causal_lm").cls is CausalLMAdapter
     assert registry.get("model", "masked_lm").cls is MaskedLMAdapter
     assert registry.get("dataset", "synthetic_qa").cls is SyntheticQA
@@ -43,12 +44,17 @@ def test_registers_the_adapter_data_sets_strategies_and_metrics():
     for kind, name in (("model", "causal_lm"), ("model", "masked_lm"),
                        ("dataset", "synthetic_qa"), ("dataset", "qa_json")):
         assert registry.get(kind, name).modalities == ("text",)
+    # the text classifier is a classifier: the core's classification components pair with it
+    for kind, name in (("model", "sequence_classification"),
+                       ("dataset", "text_classification")):
+        assert registry.get(kind, name).modalities == ("classification",)
     assert "2401.06121" in CausalLMAdapter.paper.url  # TOFU's QA loss protocol
 
 
 def test_building_the_registry_imports_neither_torch_nor_transformers():
     code = ("import sys, erasus.plugins as p; r = p.get_plugin_manager().registry; "
-            "assert {'causal_lm', 'masked_lm'} <= set(r.names('model')); "
+            "assert {'causal_lm', 'masked_lm', 'sequence_classification'} <= "
+            "set(r.names('model')); "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, "
             "sorted(m for m in ('torch', 'transformers') if m in sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)

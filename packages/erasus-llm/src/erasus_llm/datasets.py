@@ -28,6 +28,7 @@ __all__ = [
     "QAJsonParams",
     "SyntheticQA",
     "SyntheticQAParams",
+    "json_rows",
     "load_records",
 ]
 
@@ -180,18 +181,14 @@ class QAJsonParams(DatasetParams):
         return self
 
 
-def load_records(path: str | Path, question_key: str = "question",
-                 answer_key: str = "answer", flag_key: str | None = None
-                 ) -> tuple[list[dict[str, str]], list[bool] | None]:
-    """The question/answer records of a JSON list or JSONL file, and their ``flag_key``
-    booleans (``None`` when no record has that field).
+def json_rows(path: Path, dataset: str) -> list[tuple[str, dict[str, Any]]]:
+    """The objects of a JSON list or JSONL file, each with where it is (``"line 3"``).
 
     Raises:
-        DatasetFormatError: naming the file and the record that is wrong.
+        DatasetFormatError: naming ``dataset``, the file and the record that is wrong.
     """
-    path = Path(path)
     if not path.is_file():
-        raise DatasetFormatError(f"qa_json: data file {path} does not exist")
+        raise DatasetFormatError(f"{dataset}: data file {path} does not exist")
     text = path.read_text(encoding="utf-8")
     rows: list[tuple[str, Any]]
     try:
@@ -203,7 +200,7 @@ def load_records(path: str | Path, question_key: str = "question",
     elif isinstance(whole, dict):
         rows = [("line 1", whole)]  # JSON lines with one record
     elif whole is not None:
-        raise DatasetFormatError(f"qa_json: {path} holds a JSON {type(whole).__name__}; "
+        raise DatasetFormatError(f"{dataset}: {path} holds a JSON {type(whole).__name__}; "
                                  "expected a list of records or one record per line")
     else:
         rows = []
@@ -213,17 +210,31 @@ def load_records(path: str | Path, question_key: str = "question",
             try:
                 rows.append((f"line {n}", json.loads(line)))
             except json.JSONDecodeError as exc:
-                raise DatasetFormatError(f"qa_json: {path} line {n} is not valid JSON: "
+                raise DatasetFormatError(f"{dataset}: {path} line {n} is not valid JSON: "
                                          f"{exc.msg}") from None
     if not rows:
-        raise DatasetFormatError(f"qa_json: {path} holds no records")
-    records, flags = [], []
-    has_flag = flag_key is not None and any(isinstance(r, dict) and flag_key in r
-                                            for _, r in rows)
+        raise DatasetFormatError(f"{dataset}: {path} holds no records")
     for where, row in rows:
         if not isinstance(row, dict):
-            raise DatasetFormatError(f"qa_json: {path} {where} is a JSON "
+            raise DatasetFormatError(f"{dataset}: {path} {where} is a JSON "
                                      f"{type(row).__name__}, not an object")
+    return rows
+
+
+def load_records(path: str | Path, question_key: str = "question",
+                 answer_key: str = "answer", flag_key: str | None = None
+                 ) -> tuple[list[dict[str, str]], list[bool] | None]:
+    """The question/answer records of a JSON list or JSONL file, and their ``flag_key``
+    booleans (``None`` when no record has that field).
+
+    Raises:
+        DatasetFormatError: naming the file and the record that is wrong.
+    """
+    path = Path(path)
+    rows = json_rows(path, "qa_json")
+    records, flags = [], []
+    has_flag = flag_key is not None and any(flag_key in r for _, r in rows)
+    for where, row in rows:
         for key in (question_key, answer_key):
             if not isinstance(row.get(key), str):
                 problem = "has no" if key not in row else "has a non-string"

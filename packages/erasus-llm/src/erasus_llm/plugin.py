@@ -2,12 +2,13 @@
 
 Registers two model adapters on question/answer pairs, ``causal_lm`` (any Hugging Face
 causal LM) and ``masked_lm`` (a Hugging Face masked LM such as BERT, predicting the masked
-answer tokens); the question/answer data sets ``synthetic_qa`` (fictitious facts
-generated in code), ``qa_json`` (records from a local JSON/JSONL file) and the ``tofu``,
-``muse`` and ``wmdp`` benchmarks; the LLM unlearning strategies and the TOFU / MUSE-style
-metrics. Each hook imports its component modules when called; those import torch and
-transformers only inside functions, so building the registry (``erasus list-plugins``)
-stays light.
+answer tokens), and the text classifier adapter ``sequence_classification``; the
+question/answer data sets ``synthetic_qa`` (fictitious facts generated in code),
+``qa_json`` (records from a local JSON/JSONL file) and the ``tofu``, ``muse`` and ``wmdp``
+benchmarks, and the labelled texts of ``text_classification``; the LLM unlearning
+strategies and the TOFU / MUSE-style metrics. Each hook imports its component modules
+when called; those import torch and transformers only inside functions, so building the
+registry (``erasus list-plugins``) stays light.
 """
 
 from __future__ import annotations
@@ -21,15 +22,18 @@ from erasus.hookspecs import hookimpl
 def erasus_register_models(register: Any) -> None:
     from erasus_llm.causal_lm import CausalLMAdapter
     from erasus_llm.masked_lm import MaskedLMAdapter
+    from erasus_llm.sequence_classification import SequenceClassificationAdapter
 
     register(CausalLMAdapter)
     register(MaskedLMAdapter)
+    register(SequenceClassificationAdapter)
 
 
 @hookimpl
 def erasus_register_datasets(register: Any) -> None:
     from erasus_llm.datasets import QAJson, SyntheticQA
     from erasus_llm.muse import Muse
+    from erasus_llm.text_classification import TextClassification
     from erasus_llm.tofu import Tofu
     from erasus_llm.wmdp import Wmdp
 
@@ -38,6 +42,7 @@ def erasus_register_datasets(register: Any) -> None:
     register(Tofu)
     register(Muse)
     register(Wmdp)
+    register(TextClassification)
 
 
 @hookimpl
@@ -65,3 +70,10 @@ def erasus_register_metrics(register: Any) -> None:
 
     for metric in METRICS:
         register(metric)
+
+
+@hookimpl
+def erasus_register_commands(register: Any) -> None:
+    from erasus_llm.recipe import cli
+
+    register(cli, name="llm")  # erasus llm tofu-finetune: TOFU's original and oracle

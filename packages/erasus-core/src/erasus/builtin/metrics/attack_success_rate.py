@@ -54,6 +54,8 @@ class AttackSuccessRate(Metric):
 
     name = "attack_success_rate"
     modalities = ("classification",)
+    #: the trigger is a patch of pixels stamped on input tensors: the tensor classifier
+    adapters = ("classifier",)
     needs = frozenset()
     Params = AttackSuccessRateParams
     paper = BADNETS
