@@ -26,14 +26,14 @@ def _runs_on(kind: str, name: str, adapter: str) -> bool:
 
 
 def test_every_component_has_a_case():
-    assert {p.values[0].name for p in SUITE.models} == {"causal_lm", "masked_lm",
+    assert {p.values[0].name for p in SUITE.models} == {"causal_lm", "masked_lm", "seq2seq_lm",
                                                        "sequence_classification"}
     assert {p.values[0].name for p in SUITE.datasets} == {"synthetic_qa", "qa_json", "tofu",
                                                          "muse", "wmdp",
                                                          "text_classification"}
     for case in (*SUITE.strategies, *SUITE.selectors, *SUITE.metrics):
         assert case.values[1] is not None and case.values[1].name in (
-            "causal_lm", "masked_lm", "sequence_classification")
+            "causal_lm", "masked_lm", "seq2seq_lm", "sequence_classification")
     # every generic ("any") component of the core pairs with every adapter of the plugin,
     # every classification component with the text classifier, and every component of
     # the plugin (modality "text") with each LM adapter it does not exclude
@@ -54,6 +54,12 @@ def test_every_component_has_a_case():
                   if p.values[1].name == "sequence_classification"}
     assert {"accuracy", "mia_efficacy", "random_label", "scrub", "salun"} <= classifier
     assert not classifier & (LLM_STRATEGIES | {m.name for m in METRICS})
+    # the encoder-decoder decodes greedily (ROUGE, model utility) but has no answer prefix
+    # to continue or decoder-only layers to edit
+    seq2seq = {p.values[0].name for p in (*SUITE.strategies, *SUITE.metrics)
+               if p.values[1].name == "seq2seq_lm"}
+    assert {"rouge", "model_utility", "answer_prob", "truth_ratio", "npo"} <= seq2seq
+    assert not seq2seq & {"verbmem", "extraction_strength", "dpo", "rmu", "causal_tracing"}
     masked = {p.values[0].name for p in (*SUITE.strategies, *SUITE.metrics)
               if p.values[1].name == "masked_lm"}
     assert not masked & {"rouge", "model_utility", "verbmem", "extraction_strength", "dpo",

@@ -27,7 +27,7 @@ def test_version_is_the_installed_one_and_matches_the_core():
 def test_registers_the_adapter_data_sets_strategies_and_metrics():
     registry = get_plugin_manager().registry
     assert registry.by_plugin("llm") == {
-        "model": ["causal_lm", "masked_lm", "sequence_classification"],
+        "model": ["causal_lm", "masked_lm", "seq2seq_lm", "sequence_classification"],
         "strategy": ["causal_tracing", "ce_u", "dpo", "embedding_alignment", "idk_dpo",
                      "rmu", "satimp", "token_masking", "undial"],
         "metric": ["answer_prob", "exact_memorization", "extraction_strength",
@@ -41,7 +41,7 @@ def test_registers_the_adapter_data_sets_strategies_and_metrics():
     assert registry.get("model", "masked_lm").cls is MaskedLMAdapter
     assert registry.get("dataset", "synthetic_qa").cls is SyntheticQA
     assert registry.get("dataset", "qa_json").cls is QAJson
-    for kind, name in (("model", "causal_lm"), ("model", "masked_lm"),
+    for kind, name in (("model", "causal_lm"), ("model", "masked_lm"), ("model", "seq2seq_lm"),
                        ("dataset", "synthetic_qa"), ("dataset", "qa_json")):
         assert registry.get(kind, name).modalities == ("text",)
     # the text classifier is a classifier: the core's classification components pair with it

@@ -158,7 +158,7 @@ def test_file_errors_name_the_file_the_record_and_the_key(tmp_path):
         TextClassification(params).load(seed=0)
     with pytest.raises(ValueError, match="needs the synthetic set"):
         TextClassificationParams(path=str(path))
-    with pytest.raises(DatasetFormatError, match="forget.label 'cat' is not one of"):
+    with pytest.raises(DatasetFormatError, match=r"forget\.label 'cat' is not one of"):
         path.write_text("\n".join(json.dumps({"text": str(i), "label": i % 2})
                                   for i in range(10)))
         TextClassification(TextClassificationParams(

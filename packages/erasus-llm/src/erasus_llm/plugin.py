@@ -1,14 +1,15 @@
 """The ``llm`` plugin of Erasus (entry point ``llm = "erasus_llm.plugin"``).
 
-Registers two model adapters on question/answer pairs, ``causal_lm`` (any Hugging Face
-causal LM) and ``masked_lm`` (a Hugging Face masked LM such as BERT, predicting the masked
-answer tokens), and the text classifier adapter ``sequence_classification``; the
-question/answer data sets ``synthetic_qa`` (fictitious facts generated in code),
-``qa_json`` (records from a local JSON/JSONL file) and the ``tofu``, ``muse`` and ``wmdp``
-benchmarks, and the labelled texts of ``text_classification``; the LLM unlearning
-strategies and the TOFU / MUSE-style metrics. Each hook imports its component modules
-when called; those import torch and transformers only inside functions, so building the
-registry (``erasus list-plugins``) stays light.
+Registers three model adapters on question/answer pairs, ``causal_lm`` (any Hugging Face
+causal LM), ``masked_lm`` (a Hugging Face masked LM such as BERT, predicting the masked
+answer tokens) and ``seq2seq_lm`` (an encoder-decoder LM such as T5), and the text
+classifier adapter ``sequence_classification``; the question/answer data sets
+``synthetic_qa`` (fictitious facts generated in code), ``qa_json`` (records from a local
+JSON/JSONL file) and the ``tofu``, ``muse`` and ``wmdp`` benchmarks, and the labelled
+texts of ``text_classification``; the LLM unlearning strategies and the TOFU / MUSE-style
+metrics. Each hook imports its component modules when called; those import torch and
+transformers only inside functions, so building the registry (``erasus list-plugins``)
+stays light.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from erasus.hookspecs import hookimpl
 def erasus_register_models(register: Any) -> None:
     from erasus_llm.causal_lm import CausalLMAdapter
     from erasus_llm.masked_lm import MaskedLMAdapter
+    from erasus_llm.seq2seq_lm import Seq2SeqLMAdapter
     from erasus_llm.sequence_classification import SequenceClassificationAdapter
 
     register(CausalLMAdapter)
     register(MaskedLMAdapter)
+    register(Seq2SeqLMAdapter)
     register(SequenceClassificationAdapter)
 
 

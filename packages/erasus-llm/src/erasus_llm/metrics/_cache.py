@@ -229,6 +229,20 @@ def _raw_batch(adapter: Any, contexts: list[str | None], texts: list[str], metri
             "labels": label_ids.to(device)}
 
 
+def _seq2seq_raw_batch(adapter: Any, contexts: list[str | None], texts: list[str],
+                       metric: str) -> dict[str, Any]:
+    """Continuations after a context on an encoder-decoder: the context (special tokens
+    added) is the encoder's input, the continuation (no EOS) the decoder's target."""
+    if any(c is None for c in contexts):
+        raise IncompatibleComponentError(
+            f"metric '{metric}' scores plain text token by token from its start, which "
+            "needs a causal language model (model causal_lm); the seq2seq_lm adapter scores "
+            "answers (or continuations) after a question")
+    sources = [list(ids) for ids in adapter.tokenizer([str(c) for c in contexts],
+                                                      add_special_tokens=True)["input_ids"]]
+    return adapter.pair_batch(sources, texts, append_eos=False)
+
+
 def _is_masked(adapter: Any) -> bool:
     from erasus_llm.masked_lm import MaskedLMAdapter
 
@@ -256,8 +270,10 @@ def _run(ctx: Any, questions: list[str | None], answers: list[str], metric: str,
             f"metric '{metric}' needs a language model adapter (causal_lm or masked_lm) "
             f"that tokenises question/answer pairs; got '{getattr(adapter, 'name', adapter)}'")
     masked = _is_masked(adapter)
+    # an encoder-decoder gives decoder logits aligned with its labels
+    aligned = getattr(adapter, "answer_logits", None)
     # a masked LM predicts each masked answer token at its own position: no causal shift
-    make_raw = _masked_raw_batch if masked else _raw_batch
+    make_raw = _masked_raw_batch if masked else (_seq2seq_raw_batch if aligned else _raw_batch)
     extra = {} if masked else {"use_cache": False}
     model = adapter.model
     was_training = model.training
@@ -277,11 +293,13 @@ def _run(ctx: Any, questions: list[str | None], answers: list[str], metric: str,
                     batch = adapter.prepare_batch({
                         "question": questions[start:start + batch_size],
                         "answer": answers[start:start + batch_size]})
-                logits = model(input_ids=batch["input_ids"],
-                               attention_mask=batch["attention_mask"], **extra).logits
+                logits = aligned(batch) if aligned else model(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    **extra).logits
                 ctx.forward_passes = getattr(ctx, "forward_passes", 0) + 1
+                shift = not (masked or aligned)
                 for part, values in zip(out, _batch_stats(logits, batch["labels"],
-                                                          shift=not masked), strict=True):
+                                                          shift=shift), strict=True):
                     part.extend(values)
     finally:
         model.train(was_training)

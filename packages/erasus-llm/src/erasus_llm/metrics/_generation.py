@@ -69,6 +69,16 @@ def _tokenizer(ctx: Any, metric: str) -> Any:
 
 def _generate(ctx: Any, items: list[dict[str, Any]], max_new_tokens: int, metric: str
               ) -> list[str]:
+    answer = getattr(ctx.adapter, "generate_answers", None)
+    if answer is not None:  # an encoder-decoder decodes after its encoder input
+        from erasus import distributed
+
+        questions = [it["question"] for it in items]
+        lo, hi = distributed.share(len(questions))
+        texts, steps = answer(questions[lo:hi], max_new_tokens,
+                              batch_size=max(1, int(getattr(ctx, "batch_size", 32))))
+        ctx.forward_passes = getattr(ctx, "forward_passes", 0) + steps
+        return distributed.gather_shards(texts)
     _tokenizer(ctx, metric)
     encoded = ctx.adapter.encode([it["question"] for it in items],
                                  [it.get("answer") or "" for it in items])

@@ -51,7 +51,7 @@ class ModelUtility(Metric):
     paper = TOFU
     outputs = ("model_utility",)
     #: Generates text greedily, which needs a causal LM (the check is in _generation).
-    adapters = ("causal_lm",)
+    adapters = ("causal_lm", "seq2seq_lm")  # greedy answers: both decode
     scope = "model"
 
     def compute(self, ctx: Any) -> Measurement:

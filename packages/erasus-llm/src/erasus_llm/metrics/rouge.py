@@ -59,7 +59,7 @@ class Rouge(SplitMetric):
     suffixes = ("rouge_l_recall", "rouge_l_f1")
     outputs = ("forget_rouge_l_recall", "forget_rouge_l_f1")
     #: Generates text greedily, which needs a causal LM (the check is in _generation).
-    adapters = ("causal_lm",)
+    adapters = ("causal_lm", "seq2seq_lm")  # greedy answers: both decode
 
     def compute(self, ctx: Any) -> Measurement:
         from erasus_llm.metrics._cache import split_items
