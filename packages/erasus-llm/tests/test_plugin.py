@@ -31,7 +31,7 @@ def test_registers_the_adapter_data_sets_strategies_and_metrics():
         "strategy": ["causal_tracing", "ce_u", "dpo", "embedding_alignment", "idk_dpo",
                      "rmu", "satimp", "token_masking", "undial"],
         "metric": ["answer_prob", "exact_memorization", "extraction_strength",
-                   "forget_quality", "mc_accuracy", "mia_gradnorm", "mia_loss", "mia_min_k",
+                   "forget_quality", "lm_eval_accuracy", "mc_accuracy", "mia_gradnorm", "mia_loss", "mia_min_k",
                    "mia_min_k_plus_plus", "mia_reference", "mia_zlib", "model_utility",
                    "perplexity", "privleak", "quantization_robustness", "relearn_robustness",
                    "rouge", "truth_ratio", "verbmem"],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from erasus_llm.metrics.forget_quality import ForgetQuality, forget_quality, load_truth_ratios
 from erasus_llm.metrics.gradnorm import MIAGradNorm
+from erasus_llm.metrics.harness import LMEvalAccuracy
 from erasus_llm.metrics.memorization import (
     ExactMemorization,
     ExtractionStrength,
@@ -47,8 +48,8 @@ from erasus_llm.metrics.verbmem import VerbMem
 #: Every metric class this package registers, in registration order.
 METRICS = (AnswerProb, TruthRatio, ForgetQuality, ModelUtility, Rouge, MIALoss, MIAZlib,
            MIAMinK, MIAMinKPlusPlus, MIAReference, MIAGradNorm, PrivLeak, ExactMemorization,
-           ExtractionStrength, Perplexity, VerbMem, MCAccuracy, RelearnRobustness,
-           QuantizationRobustness)
+           ExtractionStrength, Perplexity, VerbMem, MCAccuracy, LMEvalAccuracy,
+           RelearnRobustness, QuantizationRobustness)
 
 __all__ = [
     "METRICS",
@@ -56,6 +57,7 @@ __all__ = [
     "ExactMemorization",
     "ExtractionStrength",
     "ForgetQuality",
+    "LMEvalAccuracy",
     "MCAccuracy",
     "MIAGradNorm",
     "MIALoss",

@@ -188,7 +188,9 @@ def _raw_batch(adapter: Any, contexts: list[str | None], texts: list[str], metri
     """Plain texts, scored after their context: with a context, its tokens (special tokens
     added) are masked and the text's (none added) scored; without one, every token of the
     text after the first (a BOS is put first when the tokenizer has one and did not add
-    it). No template, no EOS; long contexts lose tokens from the start."""
+    it). No template, no EOS; long contexts lose tokens from the start, down to
+    ``max_length + 1`` tokens in all (lm-evaluation-harness's rule: the last token is only
+    a target, so the model reads ``max_length``)."""
     import torch
 
     tok = adapter.tokenizer
@@ -211,12 +213,13 @@ def _raw_batch(adapter: Any, contexts: list[str | None], texts: list[str], metri
             raise IncompatibleComponentError(
                 f"metric '{metric}': an empty context or continuation ({context[:40]!r}, "
                 f"{text[:40]!r}) cannot be scored")
-        if limit and len(head) + len(tail) > limit:
-            if len(tail) >= limit:
+        # as lm-evaluation-harness: limit + 1 tokens, the last one a target, never an input
+        if limit and len(head) + len(tail) > limit + 1:
+            if len(tail) > limit:
                 raise IncompatibleComponentError(
                     f"metric '{metric}': the continuation {text[:40]!r} alone fills the "
                     f"model's {limit} positions")
-            head = head[len(head) + len(tail) - limit:]
+            head = head[len(head) + len(tail) - limit - 1:]
         rows.append(head + tail)
         labels.append([-100] * len(head) + tail)
     width = max(len(r) for r in rows)
@@ -293,9 +296,8 @@ def _run(ctx: Any, questions: list[str | None], answers: list[str], metric: str,
                     batch = adapter.prepare_batch({
                         "question": questions[start:start + batch_size],
                         "answer": answers[start:start + batch_size]})
-                logits = aligned(batch) if aligned else model(
-                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    **extra).logits
+                logits = aligned(batch) if aligned else _causal_logits(
+                    model, batch, getattr(adapter, "max_length", None), extra)
                 ctx.forward_passes = getattr(ctx, "forward_passes", 0) + 1
                 shift = not (masked or aligned)
                 for part, values in zip(out, _batch_stats(logits, batch["labels"],
@@ -304,6 +306,22 @@ def _run(ctx: Any, questions: list[str | None], answers: list[str], metric: str,
     finally:
         model.train(was_training)
     return tuple(distributed.gather_shards(part) for part in out)  # type: ignore[return-value]
+
+
+def _causal_logits(model: Any, batch: dict[str, Any], limit: int | None,
+                   extra: dict[str, Any]) -> Any:
+    """The model's logits over ``batch``; a batch one token wider than ``limit`` (a
+    continuation that lm-evaluation-harness's truncation keeps at ``limit + 1`` tokens)
+    runs without its last column, which is only ever a target, and the logits get a
+    placeholder last column so positions still line up with the labels."""
+    import torch
+
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    over = limit is not None and ids.shape[1] > limit
+    if over:
+        ids, mask = ids[:, :-1], mask[:, :-1]
+    logits = model(input_ids=ids, attention_mask=mask, **extra).logits
+    return torch.cat([logits, logits[:, -1:]], dim=1) if over else logits
 
 
 def _batch_stats(logits: Any, labels: Any, *, shift: bool = True) -> tuple[list[Any], ...]:
