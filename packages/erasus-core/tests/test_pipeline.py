@@ -696,3 +696,13 @@ def test_checkpoints_and_saved_models_keep_tied_weights_tied(tmp_path: Path) -> 
     TiedAdapter(model).save(tmp_path / "saved")
     loaded = TiedAdapter.load(tmp_path / "saved")
     assert torch.equal(loaded.model.head.weight, model.head.weight)
+
+
+def test_a_model_without_trainable_weights_is_refused_with_what_would_work():
+    import torch
+    from erasus.errors import IncompatibleComponentError
+    from erasus.training import make_optimizer
+
+    frozen = torch.nn.Linear(3, 2).requires_grad_(False)
+    with pytest.raises(IncompatibleComponentError, match=r"no trainable weights.*strategy lora"):
+        make_optimizer(LoopParams(), frozen)

@@ -41,6 +41,12 @@ def make_optimizer(params: LoopParams, model: torch.nn.Module) -> torch.optim.Op
     import torch
 
     trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise IncompatibleComponentError(
+            f"{type(model).__name__} has no trainable weights (every parameter has "
+            "requires_grad=False; a 4-bit or 8-bit quantized model's weights cannot be "
+            "trained): train low-rank adapters on it with strategy lora, or load it "
+            "unquantized")
     if params.optimizer == "sgd":
         return torch.optim.SGD(trainable, lr=params.lr, momentum=params.momentum,
                                weight_decay=params.weight_decay)
