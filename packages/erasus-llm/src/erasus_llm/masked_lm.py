@@ -233,16 +233,6 @@ class MaskedLMAdapter(ModelAdapter):
     @classmethod
     def tiny_problem(cls, seed: int = 0) -> TinyProblem:
         """A tiny BERT trained from scratch on synthetic facts until it knows them."""
-        import torch
-        from erasus.adapters import TinyProblem
+        from erasus_llm.tiny import tiny_qa_problem
 
-        from erasus_llm.datasets import SyntheticQA
-        from erasus_llm.tiny import TINY_DATA, benchmark_views, train_causal_lm
-
-        splits = SyntheticQA(**TINY_DATA).load(seed=seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            adapter = cls.build(MaskedLMParams())
-            train_causal_lm(adapter, splits.train, steps=400, seed=seed)
-        return TinyProblem(adapter, splits.forget, splits.retain, splits.test, info=splits.info,
-                           extra=benchmark_views(splits.forget, splits.retain, splits.test))
+        return tiny_qa_problem(lambda: cls.build(MaskedLMParams()), seed, steps=400)

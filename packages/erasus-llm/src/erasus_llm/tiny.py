@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -14,6 +15,7 @@ __all__ = [
     "TINY_GPT2",
     "benchmark_views",
     "tiny_causal_lm_problem",
+    "tiny_qa_problem",
     "train_causal_lm",
 ]
 
@@ -54,9 +56,10 @@ def train_causal_lm(adapter: CausalLMAdapter, dataset: Any, *, steps: int = 300,
     model.eval()
 
 
-def tiny_causal_lm_problem(seed: int = 0, *, config: dict[str, Any] | None = None,
-                           steps: int = 300) -> TinyProblem:
-    """A tiny causal LM (GPT-2 by default) trained on synthetic facts until it knows them.
+def tiny_qa_problem(build: Callable[[], Any], seed: int = 0, *, steps: int = 300
+                    ) -> TinyProblem:
+    """The model ``build()`` returns (built under ``seed``) trained on synthetic facts
+    (:data:`TINY_DATA`) until it knows them, with the facts' benchmark views.
 
     The forget and retain facts end with a low answer loss, the held-out test facts (other
     people) with a high one, so forgetting is measurable in a few steps.
@@ -64,16 +67,25 @@ def tiny_causal_lm_problem(seed: int = 0, *, config: dict[str, Any] | None = Non
     import torch
     from erasus.adapters import TinyProblem
 
-    from erasus_llm.causal_lm import CausalLMAdapter, CausalLMParams
     from erasus_llm.datasets import SyntheticQA
 
     splits = SyntheticQA(**TINY_DATA).load(seed=seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        adapter = CausalLMAdapter.build(CausalLMParams(config=config or TINY_GPT2))
+        adapter = build()
         train_causal_lm(adapter, splits.train, steps=steps, seed=seed)
     return TinyProblem(adapter, splits.forget, splits.retain, splits.test, info=splits.info,
                        extra=benchmark_views(splits.forget, splits.retain, splits.test))
+
+
+def tiny_causal_lm_problem(seed: int = 0, *, config: dict[str, Any] | None = None,
+                           steps: int = 300) -> TinyProblem:
+    """A tiny causal LM (GPT-2 by default) trained on synthetic facts until it knows them."""
+    from erasus_llm.causal_lm import CausalLMAdapter, CausalLMParams
+
+    return tiny_qa_problem(
+        lambda: CausalLMAdapter.build(CausalLMParams(config=config or TINY_GPT2)), seed,
+        steps=steps)
 
 
 def benchmark_views(forget: Any, retain: Any, test: Any, n_perturbed: int = 3) -> dict[str, Any]:
