@@ -11,6 +11,8 @@ from erasus.components import Paper
 from erasus.errors import IncompatibleComponentError
 from pydantic import Field
 
+from erasus_llm.masked_lm import masked_token_nll
+
 if TYPE_CHECKING:
     import torch
     from erasus.adapters import TinyProblem
@@ -58,16 +60,6 @@ class Seq2SeqLMParams(ModelParams):
         "float32", description="Weight dtype of the loaded or built model (losses are "
         "computed in float32).")
     trust_remote_code: bool = Field(False, description="Allow model code from the directory.")
-
-
-def decoder_token_nll(logits: torch.Tensor, labels: torch.Tensor
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """NLL of each labelled decoder token (logits aligned with labels) and the mask."""
-    import torch.nn.functional as F
-
-    nll = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(),
-                          ignore_index=IGNORE_INDEX, reduction="none").view_as(labels)
-    return nll, labels != IGNORE_INDEX
 
 
 class Seq2SeqLMAdapter(ModelAdapter):
@@ -228,7 +220,7 @@ class Seq2SeqLMAdapter(ModelAdapter):
 
     def token_losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """NLL of each answer token and the answer-token mask, ``[batch, T]``."""
-        return decoder_token_nll(self.answer_logits(batch), batch["labels"])
+        return masked_token_nll(self.answer_logits(batch), batch["labels"])
 
     def per_example_loss(self, batch: dict[str, Any]) -> torch.Tensor:
         """Mean NLL of each example's answer tokens (EOS included), shape ``[batch]``."""
@@ -239,7 +231,7 @@ class Seq2SeqLMAdapter(ModelAdapter):
                 ) -> dict[str, torch.Tensor]:
         """``loss`` per example (and ``features``), from one forward pass."""
         out = self._forward(batch, hidden=features)
-        nll, mask = decoder_token_nll(out.logits, batch["labels"])
+        nll, mask = masked_token_nll(out.logits, batch["labels"])
         result = {"loss": nll.sum(1) / mask.sum(1)}
         if features:
             from erasus_llm.causal_lm import _mean_pool
