@@ -113,6 +113,14 @@ def test_rouge_l_recall_and_f1():
     assert f1 == [pytest.approx(10 / 11)]  # 2PR / (P + R) with P = 1
 
 
+def test_rouge_l_stems_for_tofu_and_not_for_muse():
+    # "sitting" and "sits" share the stem "sit": a match only with stemming
+    stemmed, _ = rouge_l(["the cat sits"], ["the cat sitting"])
+    exact, _ = rouge_l(["the cat sits"], ["the cat sitting"], stemmer=False)
+    assert stemmed == [pytest.approx(1.0)]
+    assert exact == [pytest.approx(2 / 3)]
+
+
 @pytest.mark.parametrize("content", [
     [0.5, 1.5],
     {"truth_ratios": [0.5, 1.5]},

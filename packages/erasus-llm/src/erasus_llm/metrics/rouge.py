@@ -14,16 +14,18 @@ from erasus_llm.metrics._base import SplitMetric, SplitMetricParams
 __all__ = ["Rouge", "RougeParams", "rouge_l"]
 
 
-def rouge_l(references: list[str], predictions: list[str]) -> tuple[list[float], list[float]]:
+def rouge_l(references: list[str], predictions: list[str], *, stemmer: bool = True
+            ) -> tuple[list[float], list[float]]:
     """Per pair, ROUGE-L recall and F1 of ``prediction`` against ``reference`` with the
-    ``rouge-score`` package (Porter stemming, as TOFU and open-unlearning)."""
+    ``rouge-score`` package; with ``stemmer`` (Porter stemming) as TOFU and
+    open-unlearning score, without as MUSE's evaluation does."""
     try:
         from rouge_score import rouge_scorer
     except ImportError:
         raise MissingDependencyError(
             "the ROUGE metrics need the 'rouge-score' package: pip install \"erasus[llm]\" "
             "(or pip install rouge-score)") from None
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=stemmer)
     recall, f1 = [], []
     for ref, pred in zip(references, predictions, strict=True):
         score = scorer.score(ref, pred)["rougeL"]

@@ -27,9 +27,9 @@ class VerbMem(Metric):
     """Verbatim memorisation (MUSE, Shi et al. 2025): the mean ROUGE-L F1 between the
     model's greedy continuation of each prompt (a forget-text prefix, tokenised as plain
     text, no QA template) and the text that truly follows it, with the ``rouge-score``
-    package. High means the forget text can still be regurgitated. Continuations are
-    generated in batches once per (model, split) and are in the details with the
-    per-prompt scores."""
+    package without stemming, as MUSE's evaluation scores it. High means the forget text
+    can still be regurgitated. Continuations are generated in batches once per (model,
+    split) and are in the details with the per-prompt scores."""
 
     name = "verbmem"
     modalities = ("text",)
@@ -49,6 +49,6 @@ class VerbMem(Metric):
         p: VerbMemParams = self.params  # type: ignore[assignment]
         refs = [str(it.get(p.target_field, "")) for it in split_items(ctx, p.split, self.name)]
         gens = greedy_continuations(ctx, p.split, p.prompt_field, p.max_new_tokens, self.name)
-        _, f1 = rouge_l(refs, gens)
+        _, f1 = rouge_l(refs, gens, stemmer=False)  # MUSE's scorer does not stem
         return Measurement(values={"verbmem_rouge_l_f1": sum(f1) / len(f1)},
                            details={"generations": gens, "rouge_l_f1": f1})
