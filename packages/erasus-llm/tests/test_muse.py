@@ -52,7 +52,9 @@ def test_the_splits():
     assert items(splits.get("knowmem_retain_qa")) == rows("knowmem/retain_qa")
     assert items(splits.get("privleak_retain")) == rows("privleak/retain")
     assert items(splits.get("retain2")) == rows("raw/retain2")
-    assert "knowmem_forget_qa_icl" not in splits.names()  # not bundled, optional
+    # the few-shot examples knowmem puts before each question (optional in a local copy)
+    assert items(splits.get("knowmem_forget_qa_icl")) == rows("knowmem/forget_qa_icl")
+    assert items(splits.get("knowmem_retain_qa_icl")) == rows("knowmem/retain_qa_icl")
     assert splits.info.extra["files"]["knowmem_retain_qa"] == ["knowmem/retain_qa.json"]
     assert splits.collate_fn(items(splits.get("verbmem_forget"))[:2]) == \
         rows("verbmem/forget")[:2]

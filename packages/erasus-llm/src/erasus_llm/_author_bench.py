@@ -21,7 +21,8 @@ The data (all fictitious and harmless):
   TOFU publishes them.
 * ``muse_bundled/``: MUSE's layout (Shi et al. 2024, ``muse-bench/MUSE-News``): short
   biographies of the same authors as raw text (forget = the forget10 authors), verbatim
-  memorisation prompts, knowledge-memorisation QA and privacy-leakage text sets.
+  memorisation prompts, knowledge-memorisation QA (with three few-shot examples each, from
+  retain authors) and privacy-leakage text sets.
 * ``wmdp_bundled/``: WMDP's layout (Li et al. 2024, ``cais/wmdp``): a forget corpus of
   made-up "lab protocols" for fictitious organisms, a retain corpus of a made-up garden
   almanac, and 40 multiple-choice questions on each (``wmdp-bio`` the hazard-style set,
@@ -289,6 +290,9 @@ def muse_files() -> dict[str, list[dict[str, Any]]]:
         "raw/retain2": texts(retain2), "raw/holdout": texts(holdout),
         "verbmem/forget": [verbmem(n) for n in forget],
         "knowmem/forget_qa": knowmem(forget), "knowmem/retain_qa": knowmem(retain2[:10]),
+        # the few-shot examples put before each knowmem question: other authors' facts
+        "knowmem/forget_qa_icl": knowmem(retain1[:1])[:3],
+        "knowmem/retain_qa_icl": knowmem(retain1[1:2])[:3],
         "privleak/forget": texts(forget), "privleak/retain": texts(retain2[:10]),
         "privleak/holdout": texts(holdout),
     }

@@ -3,9 +3,10 @@
 Reads ``muse-bench/MUSE-News`` / ``MUSE-Books`` in their published layout,
 ``<config>/<split>`` for the configs ``raw`` (forget, retain1, retain2, holdout: text),
 ``verbmem`` (forget: prompt, gt), ``knowmem`` (forget_qa, retain_qa or Books' retain2_qa:
-question, answer) and ``privleak`` (forget, retain or retain2, holdout: text), each as
-the hub's parquet shards (``raw/forget-00000-of-00001.parquet``), JSON / JSON lines, or
-a plain-text file (``raw/forget.txt``, as the MUSE repository ships the raw corpora).
+question, answer; optionally their few-shot examples forget_qa_icl, retain_qa_icl) and
+``privleak`` (forget, retain or retain2, holdout: text), each as the hub's parquet shards
+(``raw/forget-00000-of-00001.parquet``), JSON / JSON lines, or a plain-text file
+(``raw/forget.txt``, as the MUSE repository ships the raw corpora).
 By default it reads a small bundled MUSE-style set: biographies of the bundled TOFU-style
 fictitious authors (:mod:`erasus_llm._author_bench`).
 """

@@ -98,7 +98,10 @@ def benchmark_views(forget: Any, retain: Any, test: Any, n_perturbed: int = 3) -
     the retain facts split in two halves stand in for ``real_authors`` and
     ``world_facts`` (facts the model knows and should keep); ``verbmem_forget`` holds
     MUSE-style ``{prompt, gt}`` items: each forget fact's prompt text and its answer;
-    ``mc_hazard`` WMDP-style ``{question, choices, answer}`` items over the forget facts.
+    ``mc_hazard`` WMDP-style ``{question, choices, answer}`` items over the forget facts;
+    ``knowmem_forget_qa`` / ``knowmem_retain_qa`` MUSE-style questions (the forget facts,
+    and the retain facts after the first six), each with an ``_icl`` split of three retain
+    facts as few-shot examples.
     """
     from erasus_llm._facts import ATTRIBUTES
 
@@ -117,7 +120,15 @@ def benchmark_views(forget: Any, retain: Any, test: Any, n_perturbed: int = 3) -
             "holdout": [test[i] for i in range(len(test))],
             "verbmem_forget": [{"prompt": f"Question: {r['question']}\nAnswer:",
                                 "gt": f" {r['answer']}"} for r in views["forget_perturbed"]],
-            "mc_hazard": [_choices(r, i) for i, r in enumerate(views["forget_perturbed"])]}
+            "mc_hazard": [_choices(r, i) for i, r in enumerate(views["forget_perturbed"])],
+            **_knowmem_views(forget, retain)}
+
+
+def _knowmem_views(forget: Any, retain: Any) -> dict[str, list[dict[str, str]]]:
+    facts = [retain[i] for i in range(len(retain))]
+    return {"knowmem_forget_qa": [forget[i] for i in range(len(forget))],
+            "knowmem_forget_qa_icl": facts[:3], "knowmem_retain_qa": facts[6:],
+            "knowmem_retain_qa_icl": facts[3:6]}
 
 
 def _choices(record: dict[str, Any], i: int) -> dict[str, Any]:

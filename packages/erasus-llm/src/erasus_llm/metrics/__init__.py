@@ -12,6 +12,7 @@ from __future__ import annotations
 from erasus_llm.metrics.forget_quality import ForgetQuality, forget_quality, load_truth_ratios
 from erasus_llm.metrics.gradnorm import MIAGradNorm
 from erasus_llm.metrics.harness import LMEvalAccuracy
+from erasus_llm.metrics.knowmem import KnowMem
 from erasus_llm.metrics.memorization import (
     ExactMemorization,
     ExtractionStrength,
@@ -48,7 +49,7 @@ from erasus_llm.metrics.verbmem import VerbMem
 #: Every metric class this package registers, in registration order.
 METRICS = (AnswerProb, TruthRatio, ForgetQuality, ModelUtility, Rouge, MIALoss, MIAZlib,
            MIAMinK, MIAMinKPlusPlus, MIAReference, MIAGradNorm, PrivLeak, ExactMemorization,
-           ExtractionStrength, Perplexity, VerbMem, MCAccuracy, LMEvalAccuracy,
+           ExtractionStrength, Perplexity, VerbMem, KnowMem, MCAccuracy, LMEvalAccuracy,
            RelearnRobustness, QuantizationRobustness)
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "ExactMemorization",
     "ExtractionStrength",
     "ForgetQuality",
+    "KnowMem",
     "LMEvalAccuracy",
     "MCAccuracy",
     "MIAGradNorm",

@@ -32,16 +32,20 @@ def greedy_answers(ctx: Any, split: str, max_new_tokens: int, metric: str) -> li
     return cache[key]
 
 
-def greedy_continuations(ctx: Any, split: str, prompt_field: str, max_new_tokens: int,
-                         metric: str) -> list[str]:
+def greedy_continuations(ctx: Any, split: Any, prompt_field: str, max_new_tokens: int,
+                         metric: str, *, items: list[dict[str, Any]] | None = None
+                         ) -> list[str]:
     """The model's greedy continuation of the plain-text ``prompt_field`` of every item of
-    ``split`` (no template; MUSE's verbatim prompts), cached per (split, field, length)."""
+    ``split`` (no template; MUSE's verbatim prompts), cached per (split, field, length).
+    With ``items`` (prompts a metric built), those are continued and ``split`` is only
+    their cache key."""
     from erasus_llm.metrics._cache import split_items
 
-    cache: dict[tuple[str, ...], list[str]] = ctx.__dict__.setdefault(_CACHE_ATTR, {})
+    cache: dict[tuple[Any, ...], list[str]] = ctx.__dict__.setdefault(_CACHE_ATTR, {})
     key = (split, prompt_field, str(int(max_new_tokens)))
     if key not in cache:
-        items = split_items(ctx, split, metric)
+        if items is None:
+            items = split_items(ctx, split, metric)
         texts = [it.get(prompt_field) for it in items]
         bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
         if bad is not None:
