@@ -32,8 +32,9 @@ PLUGINS = {
     "viz": "./packages/erasus-viz",
 }
 #: Extras a plugin's tests need, installed with it by the test sessions (lm-eval: the
-#: lm_eval_accuracy metric runs lm-evaluation-harness).
-TEST_EXTRAS = {"llm": ("lm-eval",)}
+#: lm_eval_accuracy metric runs lm-evaluation-harness; qlora: bitsandbytes for the
+#: quantized causal LM).
+TEST_EXTRAS = {"llm": ("lm-eval", "qlora")}
 SAMPLE = "./examples/erasus-sample-plugin"
 ENV = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 

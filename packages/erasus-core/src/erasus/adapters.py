@@ -86,6 +86,14 @@ class ModelAdapter(Component):
         super().__init__(params, **kwargs)
         self.model = model
 
+    @property
+    def quantization(self) -> str | None:
+        """The weight quantization the model is loaded with (e.g. ``"nf4"``), from the
+        adapter's ``quantization`` parameter; ``None``: dense weights. Quantized weights
+        cannot be trained or edited: only a strategy that trains adapters on the frozen
+        base (``Strategy.trains_adapters``: lora) may unlearn such a model."""
+        return getattr(self.params, "quantization", None)
+
     # -- construction and persistence ------------------------------------------------
     @classmethod
     def wrap(cls, obj: Any, params: Params | None = None) -> ModelAdapter:

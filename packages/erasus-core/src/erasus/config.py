@@ -403,6 +403,7 @@ def resolve_config(data: dict[str, Any], registry: Any, *, source: str | None = 
             # metrics: only an adapter restriction (``adapters``) is checked here
             if tuple(getattr(metric.info.cls, "adapters", ()) or ()):
                 _check_modality(metric, model, problems)
+        _check_quantized(model, strategy, oracle, config, problems)
     if problems:
         raise ConfigError(problems, source=source)
     assert model and dataset and selector and strategy and train
@@ -427,6 +428,27 @@ def _check_model_path(model: ResolvedComponent, path: str | None, key: str,
     hint = " (or a hub id such as owner/name)" if hub_ok else ""
     problems.append(ConfigProblem(key, f"model directory '{path}' does not exist; give a "
                                        f"local directory written by save(){hint}"))
+
+
+def _check_quantized(model: ResolvedComponent, strategy: ResolvedComponent | None,
+                     oracle: ResolvedComponent | None, config: Any,
+                     problems: list[ConfigProblem]) -> None:
+    """A model loaded quantized (its ``quantization`` parameter) can only be unlearned by
+    a strategy that trains adapters, and cannot train the oracle."""
+    from erasus.strategy import quantized_model_problem
+
+    quantization = getattr(model.params, "quantization", None)
+    if not quantization:
+        return
+    if strategy is not None:
+        why = quantized_model_problem(strategy.info.cls, quantization, model.info.name)
+        if why:
+            problems.append(ConfigProblem("strategy.name", why))
+    if oracle is not None and not config.oracle.path:
+        problems.append(ConfigProblem(
+            "oracle.path", f"model '{model.info.name}' is loaded quantized (quantization: "
+            f"{quantization}), so the oracle cannot be trained from it; give oracle.path (a "
+            "model trained on the retain set) or load the model without quantization"))
 
 
 def _check_modality(component: ResolvedComponent, model: ResolvedComponent,

@@ -245,9 +245,12 @@ def unlearn(adapter: ModelAdapter, strategy: Strategy, selector: Selector, forge
     from erasus.data import subset
     from erasus.record import record_kinds, require_record
     from erasus.selection import SelectionContext
-    from erasus.strategy import LossStrategy, UnlearnData
+    from erasus.strategy import LossStrategy, UnlearnData, quantized_model_problem
 
     needs = type(strategy).needs
+    why = quantized_model_problem(type(strategy), adapter.quantization, adapter.name)
+    if why:
+        raise IncompatibleComponentError(why)
     if "retain" in needs and (retain is None or len(retain) == 0):
         raise IncompatibleComponentError(
             f"strategy '{strategy.name}' needs retain data; pass a retain set or choose a "

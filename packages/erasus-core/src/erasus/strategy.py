@@ -33,6 +33,7 @@ __all__ = [
     "Strategy",
     "StrategyParams",
     "UnlearnData",
+    "quantized_model_problem",
 ]
 
 
@@ -124,6 +125,9 @@ class Strategy(Component):
 
     Params: ClassVar[type[Params]] = StrategyParams
     effect: ClassVar[str | tuple[str, ...] | None] = None
+    #: Whether the strategy trains adapters beside a frozen base (lora) rather than the
+    #: model's own weights: the only kind that may run on a quantized model.
+    trains_adapters: ClassVar[bool] = False
 
     def unlearn(self, adapter: ModelAdapter, data: UnlearnData, run: RunContext) -> History:
         raise NotImplementedError
@@ -153,3 +157,16 @@ class LossStrategy(Strategy):
 
         self.prepare(adapter, data, run)
         return train_loop(self, adapter, data, run)
+
+
+def quantized_model_problem(strategy: type, quantization: str | None,
+                            model: str) -> str | None:
+    """Why ``strategy`` cannot unlearn model ``model`` loaded with ``quantization`` (a
+    strategy that edits the weights themselves, on quantized weights), or ``None``."""
+    if not quantization or getattr(strategy, "trains_adapters", False):
+        return None
+    name = getattr(strategy, "name", strategy.__name__)
+    return (f"strategy '{name}' edits the model's own weights, but model '{model}' is "
+            f"loaded quantized (quantization: {quantization}), whose weights cannot be "
+            f"trained or edited; run it on low-rank adapters (QLoRA): strategy {{name: "
+            f"lora, strategy: {name}}}, or load the model without quantization")

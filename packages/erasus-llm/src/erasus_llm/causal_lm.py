@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from erasus.adapters import ADAPTER_FILE, ModelAdapter, ModelParams, TinyProblem
 from erasus.components import Paper
-from erasus.errors import IncompatibleComponentError
+from erasus.errors import IncompatibleComponentError, MissingDependencyError
 from pydantic import Field, field_validator, model_validator
 
 if TYPE_CHECKING:
@@ -143,7 +143,14 @@ class CausalLMParams(ModelParams):
         "prompt tokens from the start, keeping at least one of each.")
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="Weight dtype of the loaded or built model (losses are "
-        "computed in float32).")
+        "computed in float32); with quantization, the dtype its layers compute in.")
+    quantization: Literal["nf4", "fp4", "int8"] | None = Field(
+        None, description="Load the model's linear layers quantized by bitsandbytes (pip "
+        "install \"erasus-llm[qlora]\"): nf4 or fp4 (4-bit, QLoRA's NF4 by default) or int8 "
+        "(LLM.int8()). A quantized model is evaluated as loaded, and only strategy lora can "
+        "unlearn it (QLoRA: adapters trained on the frozen quantized base); the unlearned "
+        "model is lora's merge into dequantised float layers. Only for a model loaded from "
+        "path.")
     trust_remote_code: bool = Field(
         False, description="Allow model code from the model directory or hub repository.")
     token_cache_size: int = Field(
@@ -175,6 +182,15 @@ class CausalLMParams(ModelParams):
         if self.gguf_file and not self.path:
             raise ValueError("gguf_file names a file inside path; set path to the directory "
                              "holding it (or package:NAME)")
+        if self.quantization and self.config is not None:
+            raise ValueError("quantization applies to a model loaded from path; a fresh "
+                             "model (config) is trained in float: save it, then load the "
+                             "directory with quantization")
+        if self.quantization and self.gguf_file:
+            raise ValueError("quantization cannot re-quantize GGUF weights while loading "
+                             "them; save the GGUF model as a directory first (erasus llm "
+                             "tofu-finetune writes one, or CausalLMAdapter.save), then load "
+                             "that directory with quantization")
         return self
 
 
@@ -300,7 +316,23 @@ class CausalLMAdapter(ModelAdapter):
                 "model 'causal_lm' wraps a (model, tokenizer) pair: the model alone cannot "
                 "turn questions and answers into token ids")
         model, tokenizer = obj
+        if getattr(model, "hf_quantizer", None) is not None:
+            _freeze_quantized(model)  # a quantized model the user loaded: QLoRA's base
         return cls(model, params or CausalLMParams(), tokenizer=tokenizer)
+
+    @property
+    def quantization(self) -> str | None:
+        """The ``quantization`` parameter, or for a model loaded quantized elsewhere (a
+        wrapped one) its bitsandbytes scheme (``nf4``, ``fp4``, ``int8``)."""
+        if self.params.quantization:
+            return self.params.quantization
+        quantizer = getattr(self.model, "hf_quantizer", None)
+        if quantizer is None:
+            return None
+        config = quantizer.quantization_config
+        if getattr(config, "load_in_8bit", False):
+            return "int8"
+        return getattr(config, "bnb_4bit_quant_type", None) or str(config.quant_method)
 
     @classmethod
     def build(cls, params: CausalLMParams, info: DataInfo | None = None) -> CausalLMAdapter:
@@ -312,6 +344,11 @@ class CausalLMAdapter(ModelAdapter):
         """
         if params.path:
             return cls.load(params.path, params, info)
+        if params.quantization:
+            raise IncompatibleComponentError(
+                f"model 'causal_lm': quantization: {params.quantization} applies to a model "
+                "loaded from path; a fresh model is trained in float (save it, then load "
+                "the directory with quantization)")
         from transformers import AutoModelForCausalLM
 
         from erasus_llm._facts import corpus
@@ -347,6 +384,8 @@ class CausalLMAdapter(ModelAdapter):
             AutoModelForCausalLM, path, params, cls.name,
             "written by save_pretrained with safetensors weights and the tokenizer, or a hub "
             "id while the hub is reachable")
+        if params.quantization:
+            _freeze_quantized(model)
         return cls(model, params, tokenizer=tokenizer)
 
     def save(self, directory: str | Path) -> None:
@@ -617,10 +656,13 @@ def hf_load_pretrained(auto_cls: Any, path: str | Path, params: Any, adapter: st
     from transformers import AutoTokenizer
 
     gguf = getattr(params, "gguf_file", None)
+    quantization = getattr(params, "quantization", None)
+    source = _quantized_source(quantization, params.dtype, adapter) if quantization else \
+        _weights_source(gguf)
     try:
         with _no_progress_bars():
             model = auto_cls.from_pretrained(
-                str(path), **_weights_source(gguf), dtype=_torch_dtype(params.dtype),
+                str(path), **source, dtype=_torch_dtype(params.dtype),
                 trust_remote_code=params.trust_remote_code)
             tokenizer = AutoTokenizer.from_pretrained(
                 str(path), trust_remote_code=params.trust_remote_code,
@@ -687,6 +729,39 @@ def _weights_source(gguf_file: str | None) -> dict[str, Any]:
     except ImportError:  # transformers releases without GgufConfig always dequantise
         return {"gguf_file": gguf_file}
     return {"gguf_file": gguf_file, "quantization_config": GgufConfig(dequantize=True)}
+
+
+def _quantized_source(quantization: str, dtype: str, adapter: str) -> dict[str, Any]:
+    """``from_pretrained`` arguments loading the safetensors weights with bitsandbytes
+    quantization (``nf4``/``fp4``: 4-bit computing in ``dtype``; ``int8``: LLM.int8()),
+    onto the CPU (the run moves the model to its device)."""
+    try:
+        import bitsandbytes  # noqa: F401
+        from transformers import BitsAndBytesConfig
+    except ImportError:
+        raise MissingDependencyError(
+            f"model '{adapter}': quantization: {quantization} needs bitsandbytes: pip "
+            "install \"erasus-llm[qlora]\" (or pip install bitsandbytes)") from None
+    if quantization == "int8":
+        config = BitsAndBytesConfig(load_in_8bit=True)
+    else:
+        config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quantization,
+                                    bnb_4bit_compute_dtype=_torch_dtype(dtype))
+    return {"use_safetensors": True, "quantization_config": config, "device_map": "cpu"}
+
+
+def _freeze_quantized(model: Any) -> None:
+    """QLoRA's frozen base: no weight trains (lora's adapters are added later); left
+    trainable, the float embeddings and norms would let a strategy tune those alone and
+    call it unlearning. Also switches off bitsandbytes' CPU inference repacking of 4-bit
+    weights (``support_avx512bf16_for_cpu``): after one eval-mode forward pass it routes
+    every later forward through ``gemv_4bit``, which has no backward, so the gradients
+    to the adapters below a layer would silently vanish."""
+    for param in model.parameters():
+        param.requires_grad_(False)
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
 
 
 def hf_save(adapter: Any, directory: str | Path) -> None:

@@ -227,6 +227,14 @@ class LoRA(Strategy):
     hold the adapter weights, so a killed run resumes inside the loop.
     Wrapped strategies that retrain from scratch or need a training record are refused.
     Requires peft (``pip install "erasus[lora]"``).
+
+    On a model loaded quantized (``quantization: nf4``, say) this is QLoRA (Dettmers et
+    al. 2023, https://arxiv.org/abs/2305.14314): the adapters train on the frozen 4-bit
+    (or 8-bit) base, computing in the model's float dtype. The merge then differs from
+    peft's, which re-quantises ``W + delta``: each quantized target layer becomes a float
+    ``Linear`` holding the dequantised ``W`` plus the update, and the layers without
+    adapters are dequantised too, so the unlearned model is a dense model (its
+    ``quantization`` cleared) whose update no rounding has undone.
     """
 
     name = "lora"
@@ -242,6 +250,7 @@ class LoRA(Strategy):
         venue="ICLR",
     )
     effect = "raise_forget_loss"
+    trains_adapters = True
 
     def inner(self) -> LossStrategy:
         """A fresh instance of the wrapped strategy with its parameters."""
@@ -282,10 +291,66 @@ class LoRA(Strategy):
             history = inner.unlearn(adapter, data, run)
         finally:
             with torch.no_grad():
+                if adapter.quantization:
+                    _merge_into_float(model)
                 merged = lora.merge_and_unload()
             if merged is not model:  # peft unwraps in place; keep the adapter's own module
                 raise RuntimeError("peft returned another module from merge_and_unload()")
-            for name, param in model.named_parameters():
-                param.requires_grad_(trainable.get(name, True))
+            if adapter.quantization:
+                _dequantize(adapter)  # a dense model now: every weight trainable
+            else:
+                for name, param in model.named_parameters():
+                    param.requires_grad_(trainable.get(name, True))
         model.eval()
         return history
+
+
+def _merge_into_float(model: torch.nn.Module) -> None:
+    """Replace every LoRA layer on a quantized base layer by a float ``Linear`` holding the
+    dequantised base weight plus the LoRA update (QLoRA's merge without re-quantising:
+    rounding the merged weight back to 4 bits could round a small unlearning update away
+    and restore the forgotten behaviour). Float bases are left to peft's merge."""
+    import torch
+    from peft.tuners.lora import LoraLayer
+    from peft.utils.integrations import dequantize_module_weight
+
+    dtype = getattr(model, "dtype", torch.float32)
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, LoraLayer) or not name:
+            continue
+        base = module.get_base_layer()
+        if base.weight.is_floating_point():
+            continue
+        weight = dequantize_module_weight(base).float()
+        for active in module.active_adapters:
+            weight = weight + module.get_delta_weight(active).float()
+        dense = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=base.bias is not None,
+                                device=weight.device, dtype=dtype)
+        dense.weight.copy_(weight)
+        if base.bias is not None:
+            dense.bias.copy_(base.bias)
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, dense)
+
+
+def _dequantize(adapter: ModelAdapter) -> None:
+    """Turn the rest of a quantized model (layers without adapters) into float layers and
+    drop its quantization, so the unlearned model computes, saves and reloads as the dense
+    model it now is (its ``quantization`` parameter is cleared too)."""
+    model = adapter.model
+    quantizer = getattr(model, "hf_quantizer", None)  # transformers' quantization state
+    if quantizer is not None:
+        if any(not p.is_floating_point() for p in model.parameters()):
+            model.dequantize()  # the remaining quantized layers, then the config
+        else:  # its dequantize() fails when no quantized layer is left
+            quantizer.remove_quantization_config(model)
+    left = [n for n, p in model.named_parameters() if not p.is_floating_point()]
+    if left:
+        raise IncompatibleComponentError(
+            f"strategy 'lora': {type(model).__name__} keeps quantized weights after the "
+            f"merge ({', '.join(left[:3])}), and only transformers models can be "
+            "dequantised here; load the model without quantization")
+    if "quantization" in type(adapter.params).model_fields:
+        adapter.params = adapter.params.model_copy(update={"quantization": None})
+    for param in model.parameters():
+        param.requires_grad_(True)
