@@ -2,8 +2,10 @@
 
 Covers the atomic run directory, reproducibility, coreset selection records, refusal to
 overwrite, the never-modified input model, lifecycle hooks, the divergence guard, kill
-and resume, and tracker failures. Originals and oracles are trained once per session in
-the shared cache (the quickstart's training recipe, so every test file reuses them).
+and resume, tracker failures, and what reports get: the structured JSON log, gradient
+norms on request, reporter order and failures, ``erasus report``. Originals and oracles
+are trained once per session in the shared cache (the quickstart's training recipe, so
+every test file reuses them).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import yaml
 from erasus.checkpoint import CheckpointStore
 from erasus.errors import DivergenceError, RunDirectoryError
 from erasus.plugins import get_plugin_manager
-from erasus.reporting import Tracker
+from erasus.reporting import ReportContext, Reporter, RunSummary, Tracker, read_summary
 from erasus.strategy import LoopParams, LossStrategy
 from pydantic import Field
 
@@ -706,3 +708,172 @@ def test_a_model_without_trainable_weights_is_refused_with_what_would_work():
     frozen = torch.nn.Linear(3, 2).requires_grad_(False)
     with pytest.raises(IncompatibleComponentError, match=r"no trainable weights.*strategy lora"):
         make_optimizer(LoopParams(), frozen)
+
+
+# -- reports: the JSON log, gradient norms, reporter order and failures, erasus report ---
+class Calls:
+    log: ClassVar[list[tuple[str, str, Any]]] = []
+
+
+class FirstReporter(Reporter):
+    """Records its calls; asks for gradient norms (a test double)."""
+
+    name = "first_test"
+    paper = None
+    order = -5
+    records = frozenset({"gradient_norms"})
+
+    def collect(self, run_dir: Path, context: ReportContext) -> list[Path]:
+        models = {role for role, m in context.models.items() if m is not None}
+        Calls.log.append(("collect", self.name, sorted(models)))
+        (run_dir / "first.txt").write_text(str(len(context.splits.forget)))
+        return [run_dir / "first.txt"]
+
+    def report(self, run_dir: Path, summary: RunSummary) -> list[Path]:
+        Calls.log.append(("report", self.name, sorted(summary)))
+        out = run_dir / "first-report.txt"
+        out.write_text((run_dir / "first.txt").read_text())
+        return [out]
+
+    def compare(self, run_dirs: list[Path], summaries: list[RunSummary], out_dir: Path
+                ) -> list[Path]:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        out = out_dir / "compared.txt"
+        out.write_text("\n".join(str(s["config"]["seed"]) for s in summaries))
+        return [out]
+
+
+class LastReporter(Reporter):
+    """Runs last (order 10) and fails in report (a test double)."""
+
+    name = "last_test"
+    paper = None
+    order = 10
+
+    def report(self, run_dir: Path, summary: RunSummary) -> list[Path]:
+        Calls.log.append(("report", self.name, None))
+        raise ValueError("no ink left")
+
+
+class ReporterPlugin:
+    @erasus.hookimpl
+    def erasus_register_reporters(self, register: Any) -> None:
+        register(LastReporter)  # registered first, runs last
+        register(FirstReporter)
+
+
+def pm() -> Any:
+    return builtin_pm(("reporters", ReporterPlugin()))
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory: pytest.TempPathFactory, cache_override: str) -> Any:
+    Calls.log.clear()
+    final = tmp_path_factory.mktemp("reported") / "run"
+    result = erasus.run(QUICKSTART, overrides=[*SMALL, cache_override,
+                                               "reporters=[last_test, first_test, markdown]"],
+                        output=final, plugin_manager=pm(), progress=False)
+    return result, list(Calls.log)
+
+
+def test_reporters_run_in_order_and_a_failure_does_not_lose_the_run(reported):
+    result, calls = reported
+    final = result.run_dir
+    assert calls[:2] == [("collect", "first_test", ["oracle", "original", "unlearned"]),
+                         ("report", "first_test", ["config", "history", "metrics",
+                                                   "selection"])]
+    assert calls[2] == ("report", "last_test", None)
+    assert not partial_of(final).exists() and (final / "model").is_dir()
+    assert (final / "first-report.txt").read_text() == str(len(
+        json.loads((final / "selection.json").read_text())["indices"]))
+    metrics = json.loads((final / "metrics.json").read_text())
+    assert metrics["run_info"]["reporter_errors"] == {"last_test": "ValueError: no ink left"}
+    assert (final / "report.md").is_file()  # the reporters after the failing one ran
+    assert "reporter 'last_test' failed: ValueError: no ink left" in \
+        (final / "run.log").read_text()
+
+
+def test_gradient_norms_are_recorded_when_a_reporter_asks(reported):
+    result, _ = reported
+    history = json.loads((result.run_dir / "history.json").read_text())
+    snaps = history["gradient_norms"]
+    steps = [s["step"] for s in snaps]
+    assert steps == list(range(1, len(history["steps"]) + 1))  # few steps: every one
+    names = set(load_weights(result.run_dir / "model"))
+    assert set(snaps[0]["norms"]) == names
+    assert all(v > 0 for s in snaps for v in s["norms"].values())
+
+
+def test_gradient_norms_are_the_gradients_l2_norms():
+    import torch
+    from erasus.training import gradient_norms
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1, bias=False))
+    model[1].weight.requires_grad_(False)
+    model(torch.ones(4, 3)).sum().backward()
+    norms = gradient_norms(model)
+    assert set(norms) == {"0.weight", "0.bias"}  # frozen weights have no gradient
+    assert norms["0.weight"] == pytest.approx(float(model[0].weight.grad.norm()))
+
+
+def test_no_gradient_norms_unless_asked(tmp_path, cache_override):
+    result = erasus.run(QUICKSTART, overrides=[*SMALL, cache_override, "reporters=[]"],
+                        output=tmp_path / "run", plugin_manager=pm(), progress=False)
+    assert "gradient_norms" not in json.loads((result.run_dir / "history.json").read_text())
+
+
+def test_the_json_log_has_one_record_per_line_and_every_step(reported):
+    result, _ = reported
+    lines = (result.run_dir / "log.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert {"time", "level", "logger", "message"} <= set(records[0])
+    steps = [r for r in records if r.get("event") == "step"]
+    history = json.loads((result.run_dir / "history.json").read_text())["steps"]
+    assert [r["step"] for r in steps] == [int(s["step"]) for s in history]
+    assert steps[0]["values"]["forget_loss"] == pytest.approx(history[0]["forget_loss"])
+    assert any(r["level"] == "ERROR" and "last_test" in r["message"] for r in records)
+    # the text log keeps the narrative, without a line per step
+    assert "step 1" not in (result.run_dir / "run.log").read_text()
+
+
+def test_erasus_report_rebuilds_from_the_run_directory(reported, tmp_path):
+    from erasus.reporting import build_reports
+
+    result, _ = reported
+    final = result.run_dir
+    (final / "first-report.txt").unlink()
+    (final / "report.md").unlink()
+    Calls.log.clear()
+    written = build_reports([final], output=tmp_path / "cmp",
+                            only=["first_test", "markdown"], plugin_manager=pm())
+    assert set(written) == {final / "first-report.txt", final / "report.md"}
+    assert Calls.log == [("report", "first_test", ["config", "history", "metrics",
+                                                   "selection"])]  # no collect: no models
+    summary = read_summary(final)
+    assert summary["metrics"]["unlearned"] == result.metrics["unlearned"]
+
+
+def test_erasus_report_compares_several_runs(reported, tmp_path, cache_override):
+    from erasus.reporting import build_reports
+
+    first, _ = reported
+    other = erasus.run(QUICKSTART, overrides=[*SMALL, cache_override, "seed=1",
+                                              "reporters=[first_test]"],
+                       output=tmp_path / "seed1", plugin_manager=pm(), progress=False)
+    written = build_reports([first.run_dir, other.run_dir], output=tmp_path / "cmp",
+                            only=["first_test"], plugin_manager=pm())
+    assert tmp_path / "cmp" / "compared.txt" in written
+    assert (tmp_path / "cmp" / "compared.txt").read_text() == "0\n1"
+
+
+def test_erasus_report_cli_errors(tmp_path, reported):
+    result, _ = reported
+    assert call_cli(["report", str(tmp_path)]) == 1  # not a run directory
+    assert call_cli(["report", str(result.run_dir), "--reporter", "nope"]) == 1
+    assert call_cli(["report"]) == 2  # usage: a run directory is required
+
+
+def test_runs_with_progress_bars_on(tmp_path, cache_override, capsys):
+    result = erasus.run(QUICKSTART, overrides=[*SMALL, cache_override, "reporters=[]"],
+                        output=tmp_path / "run", plugin_manager=pm(), progress=True)
+    assert result.history.num_steps > 0

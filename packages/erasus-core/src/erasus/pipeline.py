@@ -34,12 +34,16 @@ if TYPE_CHECKING:
     from erasus.data import Splits
     from erasus.plugins import ErasusPluginManager
     from erasus.record import Recorder, TrainingRecord
+    from erasus.reporting import ReportContext, Reporter, RunSummary
     from erasus.selection import Selection, SelectionContext, Selector
     from erasus.strategy import History, RunContext, Strategy
 
-__all__ = ["Run", "RunResult", "evaluate", "evaluate_models", "run", "seed_everything", "unlearn"]
+__all__ = ["Run", "RunResult", "evaluate", "evaluate_models", "run", "run_reporters",
+           "seed_everything", "unlearn"]
 
 log = logging.getLogger("erasus")
+#: Each training step's logged values, as structured records for ``log.jsonl`` only.
+steps_log = logging.getLogger("erasus.steps")
 
 
 @dataclass
@@ -267,7 +271,10 @@ def unlearn(adapter: ModelAdapter, strategy: Strategy, selector: Selector, forge
     kwargs: dict[str, Any] = {}
     if "context" in inspect.signature(selector.select).parameters:
         kwargs["context"] = context
-    with ResourceMonitor() as sel_mon:
+    from erasus.progress import progress_bar
+
+    with ResourceMonitor() as sel_mon, \
+            progress_bar(run.progress, f"selecting ({selector.name})"):
         selection = selector.select(adapter, forget, seed=run.seed, collate_fn=collate_fn,
                                     **kwargs)
     positions = [int(i) for i in selection.indices]
@@ -304,61 +311,121 @@ def _as_measurement(value: Measurement | dict[str, float]) -> Measurement:
 
 def evaluate_models(metrics: list[ResolvedComponent], splits: Splits,
                     adapters: dict[str, ModelAdapter | None], run_info: dict[str, Any],
-                    *, batch_size: int = 256) -> dict[str, Any]:
+                    *, batch_size: int = 256, progress: bool = False) -> dict[str, Any]:
     """Every metric on every model; forward passes are shared through one context each."""
+    from erasus.progress import progress_bar
+
     results: dict[str, dict[str, float]] = {}
     details: dict[str, dict[str, Any]] = {}
     instances = [(m, m.create()) for m in metrics]
+    model_metrics = [(rc, m) for rc, m in instances if getattr(m, "scope", "model") == "model"]
+    run_metrics = [(rc, m) for rc, m in instances if getattr(m, "scope", "model") == "run"]
+    roles = [r for r in ROLES if adapters.get(r) is not None]
+    total = len(roles) * len(model_metrics) + (len(run_metrics) if "unlearned" in roles
+                                                else 0)
     contexts: dict[str, EvalContext] = {}
-    for role in ROLES:
-        adapter = adapters.get(role)
-        if adapter is None:
-            continue
-        ctx = contexts[role] = EvalContext(adapter, splits, role=role, batch_size=batch_size)
-        values: dict[str, float] = {}
-        for rc, metric in instances:
-            if getattr(metric, "scope", "model") != "model":
-                continue
-            m = _as_measurement(metric.compute(ctx))
-            values.update(m.values)
-            if m.details:
-                details.setdefault(role, {})[rc.info.name] = m.details
-        results[role] = values
-    run_values: dict[str, float] = {}
-    if "unlearned" in results:
-        # run metrics get the models' contexts too, so they reuse the cached passes
-        run_ctx = RunEvalContext(results=results, run_info=run_info, splits=splits,
-                                 contexts=contexts)
-        for rc, metric in instances:
-            if getattr(metric, "scope", "model") != "run":
-                continue
-            m = _as_measurement(metric.compute(run_ctx))
-            run_values.update(m.values)
-            if m.details:
-                details.setdefault("run", {})[rc.info.name] = m.details
+    with progress_bar(progress, "evaluating", total) as bar:
+        for role in roles:
+            adapter = adapters[role]
+            assert adapter is not None
+            ctx = contexts[role] = EvalContext(adapter, splits, role=role,
+                                               batch_size=batch_size)
+            values: dict[str, float] = {}
+            for rc, metric in model_metrics:
+                bar.advance(0, note=f"{rc.info.name} ({role})")
+                m = _as_measurement(metric.compute(ctx))
+                values.update(m.values)
+                if m.details:
+                    details.setdefault(role, {})[rc.info.name] = m.details
+                bar.advance()
+            results[role] = values
+        run_values: dict[str, float] = {}
+        if "unlearned" in results:
+            # run metrics get the models' contexts too, so they reuse the cached passes
+            run_ctx = RunEvalContext(results=results, run_info=run_info, splits=splits,
+                                     contexts=contexts)
+            for rc, metric in run_metrics:
+                bar.advance(0, note=rc.info.name)
+                m = _as_measurement(metric.compute(run_ctx))
+                run_values.update(m.values)
+                if m.details:
+                    details.setdefault("run", {})[rc.info.name] = m.details
+                bar.advance()
     run_info["forward_passes"] = sum(c.forward_passes for c in contexts.values())
     return {**results, "run": run_values, "details": details}
 
 
+# -- reports -----------------------------------------------------------------------------
+def run_reporters(reporters: list[Reporter], run_dir: Path, summary: RunSummary,
+                  context: ReportContext | None = None, *, progress: bool = False
+                  ) -> dict[str, str]:
+    """Each reporter, in ascending ``order``: its ``collect`` (when ``context`` holds the
+    models) then its ``report``. A reporter that fails is logged and skipped, never fatal
+    to the run; returns ``{reporter name: error}`` for those that failed."""
+    from erasus.progress import progress_bar
+
+    errors: dict[str, str] = {}
+    ordered = sorted(reporters, key=lambda r: type(r).order)
+    with progress_bar(progress, "reporting", len(ordered)) as bar:
+        for reporter in ordered:
+            bar.advance(0, note=reporter.name)
+            try:
+                if context is not None:
+                    reporter.collect(run_dir, context)
+                reporter.report(run_dir, summary)
+            except Exception as exc:  # the run's results stay; the report is incomplete
+                errors[reporter.name] = f"{type(exc).__name__}: {exc}"
+                log.error("reporter '%s' failed: %s", reporter.name, errors[reporter.name],
+                          exc_info=log.isEnabledFor(logging.DEBUG))
+            bar.advance()
+    return errors
+
+
 # -- the whole run ---------------------------------------------------------------------
 class _RunLog:
-    """Sends the ``erasus`` logger to ``run.log`` in the run directory for the run."""
+    """Sends the ``erasus`` logger to the run directory for the run: ``run.log`` (text) and
+    ``log.jsonl`` (one JSON object a line: ``time``, ``level``, ``logger``, ``message``,
+    and for each training step ``event: "step"``, ``step`` and its logged ``values``)."""
 
     def __init__(self, path: Path) -> None:
         self.handler = logging.FileHandler(path)
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        self.handler.addFilter(lambda record: record.name != steps_log.name)
+        self.json_handler = logging.FileHandler(path.with_name("log.jsonl"))
+        self.json_handler.setFormatter(_JSONFormatter())
 
     def __enter__(self) -> _RunLog:
         log.addHandler(self.handler)
+        log.addHandler(self.json_handler)
         self._level = log.level
         if log.level == logging.NOTSET or log.level > logging.INFO:
             log.setLevel(logging.INFO)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        log.removeHandler(self.handler)
+        for handler in (self.handler, self.json_handler):
+            log.removeHandler(handler)
+            handler.close()
         log.setLevel(self._level)
-        self.handler.close()
+
+
+class _JSONFormatter(logging.Formatter):
+    """One JSON object per record (the structured run log)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+        from datetime import datetime, timezone
+
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "level": record.levelname, "logger": record.name,
+            "message": record.getMessage()}
+        for key in ("event", "step", "values"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=float)
 
 
 class _SafeTracker:
@@ -475,7 +542,7 @@ def _execute(resolved: ResolvedConfig, resolved_dict: dict[str, Any], rd: RunDir
              run_obj: Run, pm: Any, tracker: _SafeTracker, progress: bool, device: str,
              checkpoint_dir: Path) -> RunResult:
     from erasus.checkpoint import CheckpointStore
-    from erasus.reporting import RunSummary
+    from erasus.reporting import ReportContext, RunSummary
     from erasus.strategy import RunContext
 
     seed = resolved.config.seed
@@ -503,6 +570,8 @@ def _execute(resolved: ResolvedConfig, resolved_dict: dict[str, Any], rd: RunDir
 
     def on_step(step: int, losses: dict[str, float]) -> None:
         if main:
+            steps_log.info("step %d", step, extra={"event": "step", "step": step,
+                                                   "values": losses})
             pm.hook.erasus_step_end(run=run_obj, step=step, losses=losses)
         tracker("log_metrics", losses, step=step)
 
@@ -511,7 +580,9 @@ def _execute(resolved: ResolvedConfig, resolved_dict: dict[str, Any], rd: RunDir
     strategy = resolved.strategy.create()
     ctx = RunContext(seed=seed, checkpoints=CheckpointStore(checkpoint_dir),
                      on_step=on_step, progress=progress,
-                     description=f"unlearning ({resolved.strategy.info.name})", record=record)
+                     description=f"unlearning ({resolved.strategy.info.name})", record=record,
+                     record_gradient_norms=any("gradient_norms" in rc.info.cls.records
+                                               for rc in resolved.reporters))
     context = SelectionContext(retain=splits.retain, test=splits.test, extra=splits.extra,
                                info=splits.info, record=record,
                                forget_train_indices=list(splits.forget_indices) or None,
@@ -528,7 +599,8 @@ def _execute(resolved: ResolvedConfig, resolved_dict: dict[str, Any], rd: RunDir
                                 "erasus_version": __version__}
     metrics = evaluate_models(resolved.metrics, splits,
                               {"original": original, "unlearned": unlearned, "oracle": oracle},
-                              run_info, batch_size=resolved.config.run.eval_batch_size)
+                              run_info, batch_size=resolved.config.run.eval_batch_size,
+                              progress=progress)
     metrics["run_info"] = run_info
     if tracker.error:
         metrics["run_info"]["tracker_error"] = tracker.error
@@ -538,19 +610,27 @@ def _execute(resolved: ResolvedConfig, resolved_dict: dict[str, Any], rd: RunDir
     selection_record = {**selection.to_dict(),
                         "train_indices": [int(source[i]) for i in forget_positions]
                         if source else None}
-    rd.write_json("metrics.json", metrics)
     rd.write_json("history.json", history.to_dict())
     rd.write_json("selection.json", selection_record)
     if main:
         unlearned.save(rd.work / "model")
         summary = RunSummary(config=resolved_dict, metrics=metrics, history=history.to_dict(),
                              selection=selection_record)
-        for rc in resolved.reporters:
-            rc.create().report(rd.work, summary)
+        context = ReportContext(models={"original": original, "unlearned": unlearned,
+                                        "oracle": oracle}, splits=splits, seed=seed,
+                                batch_size=resolved.config.run.eval_batch_size)
+        errors = run_reporters([rc.create() for rc in resolved.reporters], rd.work, summary,
+                               context, progress=progress)
+        if errors:
+            run_info["reporter_errors"] = errors
+    rd.write_json("metrics.json", metrics)
     tracker("log_metrics", {f"{role}/{k}": v for role in (*ROLES, "run")
                             for k, v in metrics.get(role, {}).items()})
     tracker("log_artifact", rd.work)
     tracker("end", "finished")
+    if tracker.error and run_info.get("tracker_error") != tracker.error:
+        run_info["tracker_error"] = tracker.error  # it failed at the end: record it too
+        rd.write_json("metrics.json", metrics)
     import shutil
 
     distributed.barrier()  # no process still reads the checkpoint

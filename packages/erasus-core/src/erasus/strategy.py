@@ -95,6 +95,9 @@ class RunContext:
     record: TrainingRecord | None = None
     #: Attached while the pipeline trains the original: the loop reports every step to it.
     recorder: Recorder | None = None
+    #: Record per-layer gradient norms during training (``History.gradient_norms``),
+    #: asked for by a reporter (the gradient-flow plot).
+    record_gradient_norms: bool = False
 
 
 @dataclass
@@ -105,14 +108,20 @@ class History:
     resumed_from: int | None = None
     #: Why training ended before its epochs were done (early stopping), if it did.
     stopped_early: str | None = None
+    #: Per-layer gradient norms at sampled steps, when the run asked for them:
+    #: ``[{"step": int, "norms": {parameter name: L2 norm}}]``.
+    gradient_norms: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def num_steps(self) -> int:
         return len(self.steps)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "resumed_from": self.resumed_from,
-                "stopped_early": self.stopped_early}
+        out: dict[str, Any] = {"steps": self.steps, "resumed_from": self.resumed_from,
+                               "stopped_early": self.stopped_early}
+        if self.gradient_norms:
+            out["gradient_norms"] = self.gradient_norms
+        return out
 
 
 class Strategy(Component):

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from erasus.adapters import ModelAdapter
     from erasus.strategy import History, LoopParams, LossStrategy, RunContext, UnlearnData
 
-__all__ = ["epoch_batches", "make_optimizer", "make_scheduler", "train_loop"]
+__all__ = ["epoch_batches", "gradient_norms", "make_optimizer", "make_scheduler",
+           "train_loop"]
 
 
 def make_optimizer(params: LoopParams, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -155,6 +156,7 @@ def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
         state = store.load(model, optimizer, scheduler)
         step, start_epoch, start_batch = state["step"], state["epoch"], state["batch"]
         history.steps = state["history"]
+        history.gradient_norms = state.get("gradient_norms", [])
         history.resumed_from = step
         last_good = step
 
@@ -163,6 +165,8 @@ def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
     stop_acc = params.stop_forget_accuracy
     stopped = False
     progress = _progress(run, total_steps, step)
+    # per-layer gradient norms for the gradient-flow plot: about 100 snapshots a run
+    norms_every = max(1, math.ceil(total_steps / 100)) if run.record_gradient_norms else 0
     try:
         for epoch in range(start_epoch, params.epochs):
             if step >= total_steps or stopped:
@@ -206,6 +210,9 @@ def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
                     for name, part in values.items():
                         logged[name] = logged.get(name, 0.0) + part / len(group)
                 distributed.all_reduce_gradients(model)
+                if norms_every and (step % norms_every == 0 or step + 1 == total_steps):
+                    history.gradient_norms.append(
+                        {"step": step + 1, "norms": gradient_norms(model)})
                 if not _finite_grads(model):
                     _diverged(strategy, step + 1, float("nan"), params, last_good,
                               what="gradient")
@@ -227,15 +234,15 @@ def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
                 history.steps.append(logged)
                 if run.on_step is not None:
                     run.on_step(step, logged)
-                if progress is not None:
-                    progress.advance(logged)
+                progress.advance(note=f"loss {logged.get('loss', 0):.4f}")
                 if store is not None and params.checkpoint_every and (
                         step % params.checkpoint_every == 0 or step == total_steps):
                     next_epoch, next_batch = (epoch, k) if k < len(order) else (epoch + 1, 0)
                     if distributed.is_main():
                         store.save(model, optimizer, scheduler,
                                    {"step": step, "epoch": next_epoch, "batch": next_batch,
-                                    "history": history.steps})
+                                    "history": history.steps,
+                                    "gradient_norms": history.gradient_norms})
                     last_good = step
                 if stop_loss is not None and logged.get("forget_loss", -math.inf) >= stop_loss:
                     history.stopped_early = f"forget_loss reached {stop_loss:g} at step {step}"
@@ -251,10 +258,16 @@ def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
                                              f"after epoch {epoch}")
                     stopped = True
     finally:
-        if progress is not None:
-            progress.close()
+        progress.close()
     model.eval()
     return history
+
+
+def gradient_norms(model: torch.nn.Module) -> dict[str, float]:
+    """The L2 norm of each trainable parameter's gradient, by parameter name (those
+    without a gradient this step are left out)."""
+    return {name: float(p.grad.detach().norm()) for name, p in model.named_parameters()
+            if p.requires_grad and p.grad is not None}
 
 
 def _paired_share(indices: list[int], lo: int, hi: int, n: int) -> list[int]:
@@ -315,31 +328,7 @@ def _diverged(strategy: LossStrategy, step: int, value: float, params: LoopParam
         step=step, last_good_step=last_good)
 
 
-class _Progress:
-    def __init__(self, description: str, total: int, completed: int) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
+def _progress(run: RunContext, total: int, completed: int) -> Any:
+    from erasus.progress import progress_bar
 
-        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                  MofNCompleteColumn(), TimeRemainingColumn(),
-                                  TextColumn("{task.fields[loss]}"), transient=True)
-        self._task = self._progress.add_task(description, total=total, completed=completed,
-                                             loss="")
-        self._progress.start()
-
-    def advance(self, logged: dict[str, float]) -> None:
-        self._progress.update(self._task, advance=1, loss=f"loss {logged.get('loss', 0):.4f}")
-
-    def close(self) -> None:
-        self._progress.stop()
-
-
-def _progress(run: RunContext, total: int, completed: int) -> _Progress | None:
-    if not run.progress or not distributed.is_main():
-        return None
-    return _Progress(run.description, total, completed)
+    return progress_bar(run.progress, run.description, total, completed)

@@ -1,4 +1,4 @@
-"""The ``erasus`` Typer app: list-plugins, run, evaluate, describe, new-plugin.
+"""The ``erasus`` Typer app: list-plugins, run, evaluate, report, describe, new-plugin.
 
 Errors the user can fix print as one line per problem and exit with code 1; usage errors
 exit with 2; tracebacks appear only with ``--debug`` or ``ERASUS_DEBUG=1``.
@@ -196,6 +196,27 @@ def evaluate_command(
         out.print_json(json.dumps(metrics, default=float))
         return
     _print_metrics(metrics, title=f"evaluation of {source}")
+
+
+@app.command("report")
+@handle_errors
+def report_command(
+    run_dirs: Annotated[list[Path], typer.Argument(
+        help="Finished run directories (one or more).")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Where the comparison of several runs goes (default: "
+        "./erasus-comparison).")] = None,
+    reporter: Annotated[list[str] | None, typer.Option(
+        "--reporter", "-r", help="Only this reporter (repeatable; default: each run's "
+        "reporters).")] = None,
+) -> None:
+    """(Re)build the reports of saved runs, and a comparison of several; nothing re-runs."""
+    from erasus.reporting import build_reports
+
+    written = build_reports(run_dirs, output=output or Path("erasus-comparison"),
+                            only=reporter or None)
+    for path in written:
+        out.print(f"wrote {path}", highlight=False, soft_wrap=True)
 
 
 # -- describe -----------------------------------------------------------------------------
