@@ -33,8 +33,8 @@ PLUGINS = {
 }
 #: Extras a plugin's tests need, installed with it by the test sessions (lm-eval: the
 #: lm_eval_accuracy metric runs lm-evaluation-harness; qlora: bitsandbytes for the
-#: quantized causal LM).
-TEST_EXTRAS = {"llm": ("lm-eval", "qlora")}
+#: quantized causal LM; viz's test: playwright, which drives the system's chromium).
+TEST_EXTRAS = {"llm": ("lm-eval", "qlora"), "viz": ("test",)}
 SAMPLE = "./examples/erasus-sample-plugin"
 ENV = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 

@@ -169,6 +169,23 @@ def warm_up(config: dict[str, Any]) -> None:
 
 # -- result records ----------------------------------------------------------------------------
 # A table row's record: {"seeds": [...], "errors": [{"seed", "error"}], value: [one per seed]}.
+def lr_search(label: str, lrs: list[float], make_config: Any, summarise: Any,
+              describe: Any, *, verbose: bool = False) -> dict[float, dict[str, Any]]:
+    """Run ``make_config(lr)`` for every lr: ``{lr: summarise(metrics)}`` (``{"error":
+    ...}`` for a failed run), printing ``label lr X: describe(summary)`` for each."""
+    out: dict[float, dict[str, Any]] = {}
+    for lr in lrs:
+        o = run_one(make_config(lr), verbose=verbose)
+        if not o.ok:
+            out[lr] = {"error": o.error}
+            print(f"{label} lr {lr:g}: n/a ({o.error})", flush=True)
+            continue
+        assert o.metrics is not None
+        out[lr] = summarise(o.metrics)
+        print(f"{label} lr {lr:g}: {describe(out[lr])}", flush=True)
+    return out
+
+
 def new_record(**fields: Any) -> dict[str, Any]:
     """An empty record (``fields`` first, then no seeds and no errors)."""
     return {**fields, "seeds": [], "errors": []}

@@ -136,20 +136,16 @@ def search(models: dict[str, Any], methods: list[str], verbose: bool) -> dict[st
     with tempfile.TemporaryDirectory(prefix="erasus-smollm2-search-") as tmp:
         for method in methods:
             name, params = METHODS[method]
-            out[method] = {}
-            for lr in SEARCH_LRS:
+            def make(lr: float, method: str = method, name: str = name,
+                     params: dict[str, Any] = params) -> dict[str, Any]:
                 cfg = config(models, method, 0, Path(tmp))
                 cfg["strategy"] = c.strategy_section(name, {**params, "lr": lr})
-                o = c.run_one(cfg, verbose=verbose)
-                if not o.ok:
-                    out[method][lr] = {"error": o.error}
-                    print(f"{method} lr {lr:g}: n/a ({o.error})", flush=True)
-                    continue
-                assert o.metrics is not None
-                u = facts(o.metrics)["unlearned"]
-                out[method][lr] = u
-                print(f"{method} lr {lr:g}: FQ {u['fq']:.3g}, utility {u['utility']:.3f}, "
-                      f"forget ROUGE-L {u['rouge']:.2f}", flush=True)
+                return cfg
+
+            out[method] = c.lr_search(
+                method, SEARCH_LRS, make, lambda metrics: facts(metrics)["unlearned"],
+                lambda u: (f"FQ {u['fq']:.3g}, utility {u['utility']:.3f}, forget ROUGE-L "
+                           f"{u['rouge']:.2f}"), verbose=verbose)
             done = {lr: u for lr, u in out[method].items() if "fq" in u}
             best = max(done, key=lambda lr: (done[lr]["fq"], done[lr]["utility"]),
                        default=None)

@@ -252,20 +252,14 @@ def search(methods: list[str], cache: Path, verbose: bool) -> dict[str, Any]:
                 lrs = [1e-3, 3e-3, 1e-2, 3e-2]
             else:
                 lrs = [lr * scale for lr in SEARCH_LRS]
-            out[method] = {}
-            for lr in lrs:
-                o = c.run_one(config("forget10", method, 0, cache, Path(tmp),
-                                     {**params, "lr": lr}), verbose=verbose)
-                if not o.ok:
-                    out[method][lr] = {"error": o.error}
-                    print(f"{method} lr {lr:g}: n/a ({o.error})", flush=True)
-                    continue
-                assert o.metrics is not None
-                u = facts(o.metrics)["unlearned"]
-                out[method][lr] = u
-                print(f"{method} lr {lr:g}: FQ {u['fq']:.3g}, utility ratio "
-                      f"{u['utility_ratio']:.3f}, privleak {u['privleak']:.1f}, ROUGE-L "
-                      f"{u['rouge']:.2f}", flush=True)
+            out[method] = c.lr_search(
+                method, lrs,
+                lambda lr, m=method, p=params: config("forget10", m, 0, cache, Path(tmp),
+                                                      {**p, "lr": lr}),
+                lambda metrics: facts(metrics)["unlearned"],
+                lambda u: (f"FQ {u['fq']:.3g}, utility ratio {u['utility_ratio']:.3f}, "
+                           f"privleak {u['privleak']:.1f}, ROUGE-L {u['rouge']:.2f}"),
+                verbose=verbose)
             best = choose({lr: u for lr, u in out[method].items() if "fq" in u})
             print(f"{method}: chosen lr {best}", flush=True)
             out[method]["chosen"] = best

@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 import torch
-import yaml
 from erasus.errors import ConfigError, IncompatibleComponentError, MissingDependencyError
 from erasus.testing import conformance as c
 from erasus_llm.causal_lm import CausalLMAdapter, CausalLMParams
@@ -207,10 +206,11 @@ def test_the_config_check_names_lora_and_oracle_path(llama, tmp_path):
     assert "oracle.path" in text and "cannot be trained" in text
 
 
-def test_erasus_run_with_a_quantized_model(llama, tmp_path):
-    """``erasus run`` on the NF4 model: the original is evaluated quantized, the unlearned
-    model is written dense, the model directory is not modified."""
-    from erasus.cli.app import main
+def test_a_run_with_a_quantized_model(llama, tmp_path):
+    """The run pipeline (``erasus run``'s code path) on the NF4 model: the original is
+    evaluated quantized, the unlearned model is written dense, the model directory is not
+    modified."""
+    import erasus
 
     before = digest(llama["dir"])
     config = {
@@ -222,19 +222,14 @@ def test_erasus_run_with_a_quantized_model(llama, tmp_path):
                      "lr": 1e-2, "strategy_params": {"epochs": 5, "batch_size": 8}},
         "oracle": {"path": str(llama["oracle_dir"])},
         "metrics": ["loss"],
+        "reporters": [],
         "run": {"output_dir": str(tmp_path / "runs")},
     }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    out = tmp_path / "run"
-    try:
-        main(["run", str(path), "--output", str(out), "--no-progress"])
-    except SystemExit as exc:
-        assert not exc.code
-    metrics = json.loads((out / "metrics.json").read_text())
+    result = erasus.run(config, output=tmp_path / "run", progress=False)
+    metrics = result.metrics
     assert metrics["unlearned"]["forget_loss"] > metrics["original"]["forget_loss"] + 1.0
-    saved = next(p for p in out.rglob("config.json") if (p.parent / "adapter.json").is_file())
-    assert "quantization_config" not in json.loads(saved.read_text())
+    saved = json.loads((result.run_dir / "model" / "config.json").read_text())
+    assert "quantization_config" not in saved
     assert digest(llama["dir"]) == before
 
 
