@@ -168,12 +168,12 @@ def test_the_builtin_plugin_is_always_loaded_through_the_hooks(monkeypatch):
     assert record.hooks == sorted(["erasus_register_models", "erasus_register_selectors",
                                    "erasus_register_strategies", "erasus_register_losses",
                                    "erasus_register_metrics", "erasus_register_datasets",
-                                   "erasus_register_reporters"])
+                                   "erasus_register_reporters", "erasus_register_trackers"])
     for hook in record.hooks:
         impls = getattr(pm.hook, hook).get_hookimpls()
         assert [i.plugin_name for i in impls] == ["builtin"]
     registry = pm.registry
-    for kind in ("model", "selector", "strategy", "metric", "dataset", "reporter"):
+    for kind in ("model", "selector", "strategy", "metric", "dataset", "reporter", "tracker"):
         entries = list(registry.entries(kind))
         assert entries, f"the built-in plugin registers no {kind}"
         assert {e.plugin for e in entries} == {"builtin"}

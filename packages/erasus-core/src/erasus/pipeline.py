@@ -434,9 +434,18 @@ class _SafeTracker:
     def __init__(self, tracker: Any) -> None:
         self.tracker = tracker
         self.error: str | None = None
+        self._ended = False
 
     def __call__(self, method: str, *args: Any, **kwargs: Any) -> None:
-        if self.tracker is None or self.error is not None:
+        if self.tracker is None:
+            return
+        if self.error is not None:
+            if method == "end" and not self._ended:  # let it close its run, once
+                self._ended = True
+                try:
+                    self.tracker.end("failed")
+                except Exception:
+                    pass
             return
         try:
             getattr(self.tracker, method)(*args, **kwargs)
@@ -494,6 +503,9 @@ def _run_in_directory(resolved: ResolvedConfig, resolved_dict: dict[str, Any], p
 
     main = distributed.is_main()
     scratch: Path | None = None
+    # created before the run directory: a tracker that cannot start (its package is
+    # missing) stops the run before anything is written
+    tracker = _SafeTracker(resolved.tracker.create() if resolved.tracker and main else None)
     if main:
         rd = RunDirectory.create(output=output, parent=resolved.config.run.output_dir,
                                  stem=resolved.config.run.name or stem,
@@ -508,8 +520,6 @@ def _run_in_directory(resolved: ResolvedConfig, resolved_dict: dict[str, Any], p
         rd.write_yaml("config.resolved.yaml", resolved_dict)
         run_obj = Run(config=resolved_dict, run_dir=rd.work, seed=resolved.config.seed,
                       plugin_manager=pm)
-        tracker = _SafeTracker(resolved.tracker.create() if resolved.tracker and main
-                               else None)
         with _RunLog(rd.work / "run.log"):
             log.info("erasus %s: run %s (resume=%s, process %d of %d)", __version__,
                      final_of_main, resume, distributed.rank() + 1, distributed.world_size())
@@ -525,6 +535,9 @@ def _run_in_directory(resolved: ResolvedConfig, resolved_dict: dict[str, Any], p
             except ErasusError:
                 rd.set_status("failed")
                 tracker("end", "failed")
+                raise
+            except BaseException as exc:  # a bug or an interrupt: the tracker hears of it
+                tracker("end", "killed" if isinstance(exc, KeyboardInterrupt) else "failed")
                 raise
         rd.publish()
     finally:

@@ -54,3 +54,8 @@ def erasus_register_datasets(register: Any) -> None:
 @hookimpl
 def erasus_register_reporters(register: Any) -> None:
     _register("reporters", register)
+
+
+@hookimpl
+def erasus_register_trackers(register: Any) -> None:
+    _register("trackers", register)
