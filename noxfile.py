@@ -131,8 +131,10 @@ def slow(session: nox.Session) -> None:
 @nox.session
 def docs(session: nox.Session) -> None:
     """Build the documentation site with ``mkdocs build --strict``."""
-    # mkdocstrings reads the sources; the generated pages document the core's registry
-    install(session, CORE, "mkdocs-material", "mkdocstrings[python]")
+    # mkdocstrings reads the sources; the generated pages document the core's registry;
+    # erasus-viz draws the example plots of the reports page from a quickstart run
+    install(session, CORE, PLUGINS["viz"], "mkdocs-material", "mkdocstrings[python]")
+    session.run("python", "docs/gen_example_plots.py", env=ENV)
     session.run("mkdocs", "build", "--strict", *session.posargs, env=ENV)
 
 
@@ -145,8 +147,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The quickstart: ``erasus run configs/quickstart.yaml`` (run directory under runs/)."""
-    install(session, CORE)
+    """The quickstart: ``erasus run configs/quickstart.yaml`` (run directory under runs/,
+    with erasus-viz's plots and report.html)."""
+    install(session, CORE, PLUGINS["viz"])
     session.run("erasus", "run", "configs/quickstart.yaml", *session.posargs, env=ENV)
 
 

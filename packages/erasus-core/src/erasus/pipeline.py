@@ -355,6 +355,16 @@ def evaluate_models(metrics: list[ResolvedComponent], splits: Splits,
     return {**results, "run": run_values, "details": details}
 
 
+def _environment() -> dict[str, str]:
+    """The interpreter, torch and platform a run ran on (recorded in ``run_info``)."""
+    import platform
+
+    import torch
+
+    return {"python_version": platform.python_version(), "torch_version": torch.__version__,
+            "platform": platform.platform()}
+
+
 # -- reports -----------------------------------------------------------------------------
 def run_reporters(reporters: list[Reporter], run_dir: Path, summary: RunSummary,
                   context: ReportContext | None = None, *, progress: bool = False
@@ -375,6 +385,10 @@ def run_reporters(reporters: list[Reporter], run_dir: Path, summary: RunSummary,
                 reporter.report(run_dir, summary)
             except Exception as exc:  # the run's results stay; the report is incomplete
                 errors[reporter.name] = f"{type(exc).__name__}: {exc}"
+                # the reporters after it (an HTML page) can say what failed
+                run_info = summary.get("metrics", {}).setdefault("run_info", {})
+                run_info.setdefault("reporter_errors", {})[reporter.name] = \
+                    errors[reporter.name]
                 log.error("reporter '%s' failed: %s", reporter.name, errors[reporter.name],
                           exc_info=log.isEnabledFor(logging.DEBUG))
             bar.advance()
@@ -609,7 +623,7 @@ def _execute(resolved: ResolvedConfig, resolved_dict: dict[str, Any], rd: RunDir
     run_info: dict[str, Any] = {**facts, "original_seconds": original_seconds,
                                 "oracle_seconds": oracle_seconds, "device": device,
                                 "processes": distributed.world_size(),
-                                "erasus_version": __version__}
+                                "erasus_version": __version__, **_environment()}
     metrics = evaluate_models(resolved.metrics, splits,
                               {"original": original, "unlearned": unlearned, "oracle": oracle},
                               run_info, batch_size=resolved.config.run.eval_batch_size,

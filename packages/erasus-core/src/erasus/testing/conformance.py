@@ -1063,8 +1063,32 @@ def _summary() -> Any:
     )
 
 
+def _report_context() -> Any:
+    """A :class:`~erasus.reporting.ReportContext` over the core's tiny trained classifier:
+    it as the original and the oracle, a copy of it as the unlearned model."""
+    from erasus.builtin.models.classifier import ClassifierAdapter
+    from erasus.data import Splits
+    from erasus.reporting import ReportContext
+
+    problem = tiny_problem(ClassifierAdapter, 0)
+    train = problem.forget  # not read by reporters; Splits needs one
+    splits = Splits(train=train, forget=problem.forget, retain=problem.retain,
+                    test=problem.test, info=problem.info, collate_fn=problem.collate_fn)
+    adapter = problem.adapter
+    return ReportContext(models={"original": adapter, "unlearned": adapter.clone(),
+                                 "oracle": adapter.clone()}, splits=splits, seed=0,
+                         batch_size=64)
+
+
 def check_reporter(reporter_info: ComponentInfo) -> None:
-    """A reporter writes non-empty files inside the run directory and returns their paths."""
+    """A reporter writes non-empty files inside the run directory and returns their paths.
+
+    It gets a finished run to report on: ``collect`` with the tiny classifier's models,
+    then ``report`` with a summary (holding gradient norms when the reporter ``records``
+    them). A reporter that writes nothing for one run (a comparison) must write its files
+    from ``compare`` over two runs instead.
+    """
+    import shutil
     import tempfile
     from pathlib import Path
 
@@ -1073,18 +1097,36 @@ def check_reporter(reporter_info: ComponentInfo) -> None:
     cls = reporter_info.cls
     label = _label(reporter_info)
     _expect(issubclass(cls, Reporter), f"{label} is not a subclass of Reporter")
+    context = _report_context()
+    summary = _summary()
+    if "gradient_norms" in cls.records:
+        names = [n for n, _ in context.models["unlearned"].model.named_parameters()]
+        summary["history"]["gradient_norms"] = [
+            {"step": i + 1, "norms": {n: 1.0 / (i + 1) for n in names}} for i in range(5)]
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
         run_dir.mkdir()
-        paths = cls().report(run_dir, _summary())
-        _expect(isinstance(paths, list) and paths,
+        collected = cls().collect(run_dir, context)
+        _expect(isinstance(collected, list),
+                f"{label}: collect() must return the list of files it wrote")
+        paths = cls().report(run_dir, summary)
+        _expect(isinstance(paths, list),
                 f"{label}: report() must return the list of files it wrote")
+        root = run_dir
+        if not paths:
+            other = Path(tmp) / "other"
+            shutil.copytree(run_dir, other)
+            root = Path(tmp) / "comparison"
+            paths = cls().compare([run_dir, other], [summary, summary], root)
+            _expect(isinstance(paths, list) and paths,
+                    f"{label}: wrote nothing, neither from report() after collect() nor "
+                    "from compare() over two runs")
         for path in paths:
             path = Path(path)
             _expect(path.is_file() and path.stat().st_size > 0,
-                    f"{label}: report() returned {path}, which is not a non-empty file")
-            _expect(path.resolve().is_relative_to(run_dir.resolve()),
-                    f"{label}: report() wrote {path} outside the run directory")
+                    f"{label}: returned {path}, which is not a non-empty file")
+            _expect(path.resolve().is_relative_to(root.resolve()),
+                    f"{label}: wrote {path} outside {root}")
 
 
 class PluginSuite:
