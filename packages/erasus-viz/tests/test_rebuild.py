@@ -27,7 +27,7 @@ def test_erasus_report_rebuilds_the_same_images_without_the_models(viz_run, tmp_
     copy = tmp_path / "copied-run"
     shutil.copytree(viz_run, copy)
     before = _pngs(copy)
-    assert len(before) == 7
+    assert len(before) == 8
     shutil.rmtree(copy / "model")  # nothing may need the models
     for png in (copy / "plots").glob("*.png"):
         png.unlink()

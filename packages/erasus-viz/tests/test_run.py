@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 PNGS = ["loss_curves.png", "mia_roc.png", "mia_histograms.png", "embeddings_pca.png",
-        "embeddings_tsne.png", "loss_landscape.png", "gradient_flow.png"]
+        "embeddings_tsne.png", "feature_shift.png", "loss_landscape.png", "gradient_flow.png"]
 DATA = ["mia.json", "embeddings.json", "loss_landscape.json"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -78,6 +78,26 @@ def test_embeddings_hold_the_requested_points_with_their_labels(viz_run, loaded)
     assert labels == (["retain"] * expected["retain"] + ["test"] * expected["test"]
                       + ["forget"] * expected["forget"])
     assert "features" not in json.dumps(data)  # only 2-D coordinates are stored
+
+
+def test_feature_shift_has_one_distance_per_mapped_example(viz_run):
+    data = _json(viz_run / "plots" / "data" / "embeddings.json")
+    shift = data["shift"]
+    for name in ("forget", "retain", "test"):
+        assert len(shift[name]) == data["labels"].count(name)
+        assert all(0.0 <= v <= 2.0 for v in shift[name])
+        assert max(shift[name]) > 0  # the unlearned model's features moved
+
+
+def test_feature_shift_is_the_cosine_distance():
+    from erasus_viz.embeddings import feature_shift
+
+    original = [[1.0, 0.0], [1.0, 1.0], [0.0, 2.0], [0.0, 0.0]]
+    unlearned = [[0.0, 3.0], [2.0, 2.0], [0.0, -1.0], [1.0, 0.0]]
+    shift = feature_shift(original, unlearned, ["forget", "retain", "test", "test"])
+    assert shift["forget"] == [1.0]  # orthogonal
+    assert shift["retain"] == [0.0]  # same direction, another length
+    assert shift["test"] == [2.0, 0.0]  # opposite; a zero vector counts as no shift
 
 
 def test_loss_landscape_centre_is_the_models_mean_loss_on_the_same_examples(viz_run, loaded):

@@ -22,7 +22,7 @@ from erasus_viz._common import (
     write_data,
 )
 
-__all__ = ["Embeddings", "EmbeddingsParams", "project"]
+__all__ = ["Embeddings", "EmbeddingsParams", "feature_shift", "project"]
 
 #: The data sets mapped, in drawing order (forget on top).
 SETS = ("retain", "test", "forget")
@@ -79,6 +79,20 @@ def project(features: Any, seed: int) -> tuple[Any, Any, list[float], float]:
     return coords, tsne, ratio, perplexity
 
 
+def feature_shift(original: Any, unlearned: Any, labels: list[str]) -> dict[str, list[float]]:
+    """Per set, each example's cosine distance ``1 - cos(f_original, f_unlearned)`` between
+    its two feature vectors (rows of ``original`` and ``unlearned`` in ``labels`` order)."""
+    import numpy as np
+
+    a = np.asarray(original, dtype=np.float64)
+    b = np.asarray(unlearned, dtype=np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    cosine = np.einsum("ij,ij->i", a, b) / np.where(norms > 0, norms, 1.0)
+    distance = np.where(norms > 0, 1.0 - cosine, 0.0)
+    names = np.asarray(labels)
+    return {name: np.round(distance[names == name], 8).tolist() for name in SETS}
+
+
 class Embeddings(PlotReporter):
     """Draw 2-D maps of the model's features (PCA, and t-SNE: van der Maaten and Hinton 2008).
 
@@ -89,7 +103,10 @@ class Embeddings(PlotReporter):
     go to ``plots/data/embeddings.json``. ``plots/embeddings_pca.png`` and
     ``plots/embeddings_tsne.png`` draw them, original | unlearned, coloured forget (red),
     retain (blue), test (green): after unlearning the forget points should stop standing out
-    from the test points. A model without ``features()`` records why and draws nothing.
+    from the test points. ``plots/feature_shift.png`` draws, per set, each example's cosine
+    distance between its original and unlearned features (stored in the same file), so
+    the sets can be compared: a method that only retunes the head moves none of them much.
+    A model without ``features()`` records why and draws nothing.
     """
 
     name = "embeddings"
@@ -109,6 +126,9 @@ class Embeddings(PlotReporter):
         Plot("embeddings_tsne.png", "Feature embeddings: t-SNE",
              "A t-SNE map of the original and the unlearned model's features of forget, "
              "retain and test examples (fitted on both jointly)."),
+        Plot("feature_shift.png", "Feature shift",
+             "How far unlearning moved each example's features: the cosine distance between "
+             "the original and the unlearned model's features, per set."),
     )
 
     def collect(self, run_dir: Path, context: ReportContext) -> list[Path]:
@@ -142,6 +162,8 @@ class Embeddings(PlotReporter):
         data = {"max_examples": p.max_examples, "seed": context.seed, "labels": labels,
                 "indices": indices, "pca": split(pca), "tsne": split(tsne),
                 "pca_explained_variance": ratio, "tsne_perplexity": perplexity}
+        if len(roles) == 2:
+            data["shift"] = feature_shift(features[:n], features[n:], labels)
         return [write_data(run_dir, self.data_file, data)]
 
     def report(self, run_dir: Path, summary: RunSummary) -> list[Path]:
@@ -152,7 +174,35 @@ class Embeddings(PlotReporter):
         for plot, key, axis in ((self.plots[0], "pca", "PC"), (self.plots[1], "tsne", "t-SNE ")):
             written.append(save_figure(self._draw(data, key, axis), plot_file(run_dir,
                                                                               plot.file)))
+        if "shift" in data:
+            written.append(save_figure(self._draw_shift(data["shift"]),
+                                       plot_file(run_dir, self.plots[2].file)))
         return written
+
+    def absent_reason(self, run_dir: Path, summary: RunSummary) -> str | None:
+        data = read_data(run_dir, self.data_file or "")
+        if data is not None and not data.get("skipped") and "shift" not in data:
+            return "the run has no unlearned model to compare the original's features with"
+        return super().absent_reason(run_dir, summary)
+
+    @staticmethod
+    def _draw_shift(shift: dict[str, list[float]]) -> Any:
+        import numpy as np
+
+        fig = new_figure(6.4, 4.2)
+        ax = fig.subplots()
+        names = [name for name in SETS if shift.get(name)]
+        values = [np.asarray(shift[name], dtype=float) for name in names]
+        top = max(float(v.max()) for v in values) if values else 1.0
+        bins = np.linspace(0.0, top if top > 0 else 1.0, 31)
+        for name, v in zip(names, values, strict=True):
+            ax.hist(v, bins=bins, alpha=0.55, color=SET_COLOURS[name],
+                    label=f"{name} (median {np.median(v):.3g})")
+        ax.set_xlabel("cosine distance, original vs unlearned features")
+        ax.set_ylabel("examples")
+        ax.legend(loc="best")
+        ax.grid(alpha=0.3)
+        return fig
 
     @staticmethod
     def _draw(data: dict[str, Any], key: str, axis: str) -> Any:
