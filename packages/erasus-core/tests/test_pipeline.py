@@ -873,7 +873,28 @@ def test_erasus_report_cli_errors(tmp_path, reported):
     assert call_cli(["report"]) == 2  # usage: a run directory is required
 
 
-def test_runs_with_progress_bars_on(tmp_path, cache_override, capsys):
-    result = erasus.run(QUICKSTART, overrides=[*SMALL, cache_override, "reporters=[]"],
-                        output=tmp_path / "run", plugin_manager=pm(), progress=True)
+def test_runs_with_progress_bars_on(tmp_path, cache_override):
+    import logging
+
+    class Collect(logging.Handler):
+        names: ClassVar[list[str]] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.names.append(record.name)
+
+    root, handler = logging.getLogger(), Collect(logging.INFO)
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        result = erasus.run(QUICKSTART, overrides=[*SMALL, cache_override, "reporters=[]"],
+                            output=tmp_path / "run", plugin_manager=pm(), progress=True)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
     assert result.history.num_steps > 0
+    # an application's logging sees the run's narrative, not a record per step
+    assert "erasus" in Collect.names and "erasus.steps" not in Collect.names
+    steps = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text()
+             .splitlines() if '"event": "step"' in line]
+    assert len(steps) == result.history.num_steps

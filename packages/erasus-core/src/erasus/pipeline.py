@@ -42,8 +42,10 @@ __all__ = ["Run", "RunResult", "evaluate", "evaluate_models", "run", "run_report
            "seed_everything", "unlearn"]
 
 log = logging.getLogger("erasus")
-#: Each training step's logged values, as structured records for ``log.jsonl`` only.
+#: Each training step's logged values, as structured records for ``log.jsonl`` only: they
+#: do not propagate, so an application's logging configuration never prints them.
 steps_log = logging.getLogger("erasus.steps")
+steps_log.propagate = False
 
 
 @dataclass
@@ -404,23 +406,26 @@ class _RunLog:
     def __init__(self, path: Path) -> None:
         self.handler = logging.FileHandler(path)
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        self.handler.addFilter(lambda record: record.name != steps_log.name)
         self.json_handler = logging.FileHandler(path.with_name("log.jsonl"))
         self.json_handler.setFormatter(_JSONFormatter())
 
     def __enter__(self) -> _RunLog:
         log.addHandler(self.handler)
         log.addHandler(self.json_handler)
-        self._level = log.level
+        steps_log.addHandler(self.json_handler)
+        self._levels = (log.level, steps_log.level)
         if log.level == logging.NOTSET or log.level > logging.INFO:
             log.setLevel(logging.INFO)
+        steps_log.setLevel(logging.INFO)
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        steps_log.removeHandler(self.json_handler)
         for handler in (self.handler, self.json_handler):
             log.removeHandler(handler)
             handler.close()
-        log.setLevel(self._level)
+        log.setLevel(self._levels[0])
+        steps_log.setLevel(self._levels[1])
 
 
 class _JSONFormatter(logging.Formatter):
