@@ -729,7 +729,8 @@ def _evaluate(resolved: ResolvedConfig, pm: Any, run_dir: Path | None, device: s
             adapter.model.eval()
     with using_registry(pm.registry):
         metrics = evaluate_models(resolved.metrics, splits, adapters, run_info,
-                                  batch_size=resolved.config.run.eval_batch_size)
+                                  batch_size=resolved.config.run.eval_batch_size,
+                                  progress=progress)
     if run_info:
         metrics["run_info"] = run_info
     return metrics
