@@ -108,7 +108,7 @@ def three_runs(tmp_path_factory) -> list[Path]:
 
 
 def call_cli(argv: list[str]) -> int:
-    """Run ``erasus ARGV`` in-process; its exit code."""
+    """Run ``erasus ARGV`` in-process; its exit code (also the ``cli`` fixture)."""
     from erasus.cli.app import main
 
     try:
@@ -124,3 +124,10 @@ def dashboard(three_runs, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("comparison")
     assert call_cli(["report", *map(str, three_runs), "--output", str(out)]) == 0
     return out / "dashboard.html"
+
+
+@pytest.fixture
+def cli() -> Any:
+    """:func:`call_cli`, for the test modules (conftest is not importable under
+    ``--import-mode=importlib``)."""
+    return call_cli

@@ -5,16 +5,6 @@ from __future__ import annotations
 import re
 
 
-def _cli(argv: list[str]) -> int:
-    from erasus.cli.app import main
-
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
 def test_the_dashboard_compares_the_three_runs_offline(dashboard, three_runs):
     html = dashboard.read_text(encoding="utf-8")
     # plotly.js is inlined once (several MB), never fetched from a CDN
@@ -56,7 +46,7 @@ def test_the_figures_hold_one_trace_per_run(three_runs):
     assert list(originals[0].y) == [s["metrics"]["original"][metrics[0]] for s in summaries]
 
 
-def test_one_run_gets_no_dashboard(three_runs, tmp_path):
+def test_one_run_gets_no_dashboard(cli, three_runs, tmp_path):
     out = tmp_path / "comparison"
-    assert _cli(["report", str(three_runs[0]), "--output", str(out)]) == 0
+    assert cli(["report", str(three_runs[0]), "--output", str(out)]) == 0
     assert not (out / "dashboard.html").exists()

@@ -8,22 +8,12 @@ import shutil
 from pathlib import Path
 
 
-def _cli(argv: list[str]) -> int:
-    from erasus.cli.app import main
-
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
 def _pngs(run_dir: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted((run_dir / "plots").glob("*.png"))}
 
 
-def test_erasus_report_rebuilds_the_same_images_without_the_models(viz_run, tmp_path):
+def test_erasus_report_rebuilds_the_same_images_without_the_models(cli, viz_run, tmp_path):
     copy = tmp_path / "copied-run"
     shutil.copytree(viz_run, copy)
     before = _pngs(copy)
@@ -33,7 +23,7 @@ def test_erasus_report_rebuilds_the_same_images_without_the_models(viz_run, tmp_
         png.unlink()
     (copy / "report.html").unlink()
 
-    assert _cli(["report", str(copy)]) == 0
+    assert cli(["report", str(copy)]) == 0
 
     assert _pngs(copy) == before
     html = (copy / "report.html").read_text(encoding="utf-8")
@@ -44,9 +34,9 @@ def test_erasus_report_rebuilds_the_same_images_without_the_models(viz_run, tmp_
         viz_run.name, copy.name)  # the same page, bar the directory name it shows
 
 
-def test_a_reporter_can_be_rebuilt_alone(viz_run, tmp_path):
+def test_a_reporter_can_be_rebuilt_alone(cli, viz_run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(viz_run, copy)
     (copy / "plots" / "loss_landscape.png").unlink()
-    assert _cli(["report", str(copy), "--reporter", "loss_landscape"]) == 0
+    assert cli(["report", str(copy), "--reporter", "loss_landscape"]) == 0
     assert _pngs(copy) == _pngs(viz_run)
