@@ -308,6 +308,17 @@ def test_evaluate_a_directory_that_is_not_a_run(tmp_path: Path, capsys: Any,
     assert "not a run directory" in err
 
 
+def test_an_error_naming_a_path_with_brackets_is_printed_verbatim(
+        tmp_path: Path, capsys: Any, only_builtin: None) -> None:
+    """Error messages are plain text, not rich markup: a '[/...]' in them (a path, a
+    gloo source location in a process-group error) is printed as it is."""
+    odd = tmp_path / "runs[" / "x]"  # the path reads .../runs[/x]
+    odd.mkdir(parents=True)
+    code, _, err = call(["evaluate", str(odd)], capsys)
+    assert code == 1
+    assert "error:" in err and "runs[/x]" in err and "not a run directory" in err
+
+
 # -- new-plugin ---------------------------------------------------------------------------
 def test_new_plugin_creates_the_package_and_prints_the_install_hint(
         tmp_path: Path, capsys: Any) -> None:

@@ -42,9 +42,13 @@ def _debug() -> bool:
 
 
 def _fail(message: str) -> typer.Exit:
+    from rich.markup import escape
+
     for i, line in enumerate(str(message).splitlines() or [""]):
-        err.print(("[bold red]error:[/] " if i == 0 else "") + line, markup=i == 0,
-                  highlight=False, soft_wrap=True)
+        # the message is plain text: brackets in it (a path, a gloo source location) are
+        # not markup
+        err.print(("[bold red]error:[/] " + escape(line)) if i == 0 else line,
+                  markup=i == 0, highlight=False, soft_wrap=True)
     return typer.Exit(1)
 
 
