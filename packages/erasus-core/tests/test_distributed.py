@@ -1,5 +1,6 @@
-"""Data-parallel runs: ``torchrun --nproc_per_node 2 -m erasus run`` over gloo on the CPU
-gives the one-process result (weights, losses, metrics) and writes one run directory."""
+"""Multi-process runs: ``torchrun --nproc_per_node 2 -m erasus run`` over gloo on the CPU,
+data-parallel or with sharded training (FSDP2), gives the one-process result (weights,
+losses, metrics) and writes one run directory."""
 
 from __future__ import annotations
 
@@ -22,11 +23,13 @@ data:
   forget: {kind: random, fraction: 0.1}
 train: {epochs: 3, batch_size: 64}
 selector: {name: full}
-strategy: {name: gradient_difference, epochs: 2, batch_size: 32}
+strategy: {name: gradient_difference, epochs: 2, batch_size: 67}
 oracle: {strategy: retrain}
 metrics: [accuracy, mia_efficacy]
 run: {output_dir: runs}
 """
+# 135 forget examples in batches of 67: each epoch ends with a batch of one example, which
+# leaves the second process an empty share (sharded, it runs a forward at weight 0)
 
 
 @pytest.mark.parametrize(("n", "size", "min_size", "expected"), [
@@ -55,18 +58,6 @@ def test_one_process_is_not_distributed() -> None:
     assert distributed.gather_shards([1, 2]) == [1, 2]
 
 
-@pytest.mark.parametrize(("var", "what"), [("ACCELERATE_USE_FSDP", "FSDP"),
-                                           ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")])
-def test_a_sharded_launch_is_refused_not_run_as_data_parallel(
-        var: str, what: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from erasus.errors import IncompatibleComponentError
-
-    monkeypatch.setenv(var, "true")
-    with pytest.raises(IncompatibleComponentError, match=f"accelerate {what} config") as info:
-        distributed.setup("cpu")
-    assert "configs/accelerate/ddp.yaml" in str(info.value)
-
-
 def _weights(run_dir: Path) -> dict[str, Any]:
     from safetensors.torch import load_file
 
@@ -76,8 +67,9 @@ def _weights(run_dir: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The same config run by one process and by two (torchrun, gloo), separate caches so
-    the two-process run trains the original and the oracle data-parallel too."""
+    """The same config run by one process, by two (torchrun, gloo) and by two with sharded
+    training (FSDP2 full_shard), separate caches so the two-process runs train the
+    original and the oracle data-parallel (or sharded) too."""
     root = tmp_path_factory.mktemp("ddp")
     (root / "cfg.yaml").write_text(CONFIG)
     scratch = root / "tmp"
@@ -85,13 +77,16 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     assert torchrun, "torchrun is installed with torch"
     out: dict[str, Any] = {"root": root, "scratch": scratch}
-    for name, launcher in (("one", [sys.executable, "-m", "erasus"]),
-                           ("two", [torchrun, "--nproc_per_node", "2", "-m", "erasus"])):
+    two = [torchrun, "--nproc_per_node", "2", "-m", "erasus"]
+    for name, launcher, extra in (
+            ("one", [sys.executable, "-m", "erasus"], []),
+            ("two", two, []),
+            ("sharded", two, ["--set", "run.sharding.strategy=full_shard"])):
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
                "ERASUS_CACHE_DIR": str(root / f"cache-{name}"), "TMPDIR": str(scratch)}
         proc = subprocess.run([*launcher, "run", "cfg.yaml", "-o", f"out-{name}",
-                               "--no-progress"], cwd=root, env=env, capture_output=True,
-                              text=True, timeout=600)
+                               "--no-progress", *extra], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         out[name] = {"dir": root / f"out-{name}", "stdout": proc.stdout,
                      "metrics": json.loads((root / f"out-{name}" / "metrics.json").read_text()),
@@ -146,7 +141,7 @@ def test_only_rank_0_writes_and_reports(runs: dict[str, Any]) -> None:
     root = runs["root"]
     assert runs["two"]["stdout"].count("run directory:") == 1
     assert sorted(p.name for p in root.iterdir() if p.name.startswith(("out-", ".out-"))) \
-        == ["out-one", "out-two"]
+        == ["out-one", "out-sharded", "out-two"]
     # the other rank's scratch run directory and cache scratch are gone
     assert not [p for p in runs["scratch"].iterdir() if p.name.startswith("erasus-rank")]
     assert not (runs["two"]["dir"] / "checkpoint").exists()
@@ -169,3 +164,125 @@ def test_the_shipped_accelerate_config_launches_two_processes(tmp_path: Path) ->
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["run_info"]["processes"] == 2
+
+
+def test_sharded_training_reaches_the_one_process_weights(runs: dict[str, Any]) -> None:
+    """FSDP2 full_shard over two gloo processes: the original, the oracle and the
+    unlearned model are trained sharded, each process holding half of the weights while
+    training, and the run ends where one process does."""
+    one, sharded = _weights(runs["one"]["dir"]), _weights(runs["sharded"]["dir"])
+    assert one.keys() == sharded.keys()
+    diff = max(float((one[k] - sharded[k]).abs().max()) for k in one)
+    assert diff < 1e-3
+    info = runs["sharded"]["metrics"]["run_info"]
+    assert info["processes"] == 2
+    assert info["sharding"]["strategy"] == "full_shard"
+    assert info["sharding"]["source"] == "run.sharding"
+    assert info["sharding"]["local_fraction"] == pytest.approx(0.5, abs=0.05)
+    assert runs["one"]["metrics"]["run_info"]["sharding"] is None
+    for role in ("original", "unlearned", "oracle"):
+        for key, value in runs["one"]["metrics"][role].items():
+            assert runs["sharded"]["metrics"][role][key] == pytest.approx(value, abs=0.5)
+    steps_one = runs["one"]["history"]["steps"]
+    steps_sharded = runs["sharded"]["history"]["steps"]
+    assert len(steps_one) == len(steps_sharded)
+    for a, b in zip(steps_one, steps_sharded, strict=True):
+        assert b["forget_loss"] == pytest.approx(a["forget_loss"], rel=1e-3, abs=1e-4)
+    # per-layer gradient norms (recorded when erasus-viz's gradient_flow plot asks) are
+    # those of the whole gradients, gathered from the shards
+    norms_one = runs["one"]["history"].get("gradient_norms", [])
+    norms_sharded = runs["sharded"]["history"].get("gradient_norms", [])
+    assert len(norms_one) == len(norms_sharded)
+    for a, b in zip(norms_one, norms_sharded, strict=True):
+        assert b["norms"].keys() == a["norms"].keys()
+        for name, value in a["norms"].items():
+            assert b["norms"][name] == pytest.approx(value, rel=1e-2, abs=1e-4), name
+    log = (runs["sharded"]["dir"] / "run.log").read_text()
+    # the original, the oracle and the unlearning loop
+    assert log.count("training sharded over 2 processes (full_shard") == 3
+    assert not (runs["sharded"]["dir"] / "checkpoint").exists()
+
+
+@pytest.mark.slow  # about 20 s
+def test_the_shipped_fsdp_config_shards_training(runs: dict[str, Any],
+                                                 tmp_path: Path) -> None:
+    """accelerate launch with configs/accelerate/fsdp_shard_grad_op.yaml (the ZeRO-2
+    equivalent) shards training and reaches the one-process weights."""
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    assert accelerate, "accelerate comes with the test extra (through peft)"
+    config = (Path(__file__).resolve().parents[3] / "configs" / "accelerate"
+              / "fsdp_shard_grad_op.yaml")
+    (tmp_path / "cfg.yaml").write_text(CONFIG)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "ERASUS_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run([accelerate, "launch", "--config_file", str(config), "-m", "erasus",
+                           "run", "cfg.yaml", "-o", "out", "--no-progress"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    info = json.loads((tmp_path / "out" / "metrics.json").read_text())["run_info"]
+    assert info["processes"] == 2
+    assert info["sharding"]["strategy"] == "shard_grad_op"
+    assert info["sharding"]["source"] == "the accelerate FSDP config"
+    one, sharded = _weights(runs["one"]["dir"]), _weights(tmp_path / "out")
+    assert max(float((one[k] - sharded[k]).abs().max()) for k in one) < 1e-3
+
+
+def _kill_all_in(directory: Path) -> None:
+    """SIGKILL every process whose working directory is ``directory`` (Linux /proc)."""
+    import signal
+
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if Path(os.readlink(entry / "cwd")) == directory.resolve():
+                os.kill(int(entry.name), signal.SIGKILL)
+        except OSError:  # gone, or not ours
+            continue
+
+
+@pytest.mark.slow  # about 60 s: a sharded reference, a killed sharded run, its resume
+def test_a_killed_sharded_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    """Two sharded processes are killed mid-unlearning; ``--resume`` (sharded again) reads
+    the gathered checkpoint, re-shards it and ends where the uninterrupted run does."""
+    import time
+
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    assert torchrun
+    (tmp_path / "cfg.yaml").write_text(CONFIG)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "ERASUS_CACHE_DIR": str(tmp_path / "cache")}
+    base = [torchrun, "--nproc_per_node", "2", "-m", "erasus", "run", "cfg.yaml",
+            "--no-progress", "--set", "run.sharding.strategy=full_shard", "--set",
+            "strategy.epochs=8", "--set", "strategy.checkpoint_every=1"]
+
+    def finish(*extra: str) -> None:
+        proc = subprocess.run([*base, *extra], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    finish("-o", "reference")  # also caches the original and the oracle
+    state = tmp_path / ".killed.partial" / "checkpoint" / "state.json"
+    proc = subprocess.Popen([*base, "-o", "killed"], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    try:
+        while True:
+            assert proc.poll() is None, "the run ended before it could be killed"
+            try:
+                step = json.loads(state.read_text())["step"]
+            except (OSError, ValueError, KeyError):
+                step = 0
+            if step >= 4:
+                break
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.005)
+    finally:
+        _kill_all_in(tmp_path)  # torchrun and both workers (they have sessions of their own)
+        proc.wait()
+    assert not (tmp_path / "killed").exists()
+    finish("-o", "killed", "--resume")
+    history = json.loads((tmp_path / "killed" / "history.json").read_text())
+    assert history["resumed_from"] is not None and history["resumed_from"] >= 4
+    reference, resumed = _weights(tmp_path / "reference"), _weights(tmp_path / "killed")
+    assert max(float((reference[k] - resumed[k]).abs().max()) for k in reference) < 1e-5

@@ -60,3 +60,27 @@ def test_building_the_registry_imports_neither_torch_nor_transformers():
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, "
             "sorted(m for m in ('torch', 'transformers') if m in sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_only_the_strategies_that_hook_layers_refuse_sharded_training():
+    """rmu (and embedding_alignment, RMU with a refusal-derived control vector) and
+    causal_tracing hook layers and keep copies of weights, which FSDP splits over
+    processes; every other LLM strategy trains through the loop's forward passes."""
+    from erasus import sharding
+    from erasus.errors import IncompatibleComponentError
+
+    registry = get_plugin_manager().registry
+    names = registry.by_plugin("llm")["strategy"]
+    refused = {n for n in names if not registry.get("strategy", n).cls.shardable}
+    assert refused == {"causal_tracing", "embedding_alignment", "rmu"}
+    sharding._ACTIVE = sharding.ShardingPlan()
+    try:
+        for name in refused:
+            try:
+                sharding.require_shardable(registry.get("strategy", name).cls)
+            except IncompatibleComponentError as exc:
+                assert f"strategy '{name}' cannot train a sharded model" in str(exc)
+            else:
+                raise AssertionError(f"{name} was not refused")
+    finally:
+        sharding.reset()

@@ -87,19 +87,26 @@ def test_data_path_reads_a_local_copy_in_the_published_layout(
     assert not (tmp_path / "run2").exists()
 
 
-@pytest.mark.slow  # about 50 s: the config run by one process, then by two (torchrun)
+@pytest.mark.slow  # about 90 s: the config run by one process, by two, by two sharded
 def test_two_processes_give_the_one_process_tofu_metrics(tmp_path: Path) -> None:
     """Data-parallel training (original, oracle, NPO) and evaluation (the one forward pass,
-    greedy generation for ROUGE) over gloo reproduce every one-process number."""
+    greedy generation for ROUGE) over gloo reproduce every one-process number, and so does
+    training sharded by ``accelerate launch`` with the shipped FSDP config (full_shard,
+    each GPT-2 block its own unit, the tied embedding and LM head in the root's)."""
     import os
     import subprocess
     import sys
 
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     assert torchrun
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    assert accelerate
+    fsdp = CONFIG.parents[1] / "accelerate" / "fsdp.yaml"
     runs = {}
     for name, launcher in (("one", [sys.executable, "-m", "erasus"]),
-                           ("two", [torchrun, "--nproc_per_node", "2", "-m", "erasus"])):
+                           ("two", [torchrun, "--nproc_per_node", "2", "-m", "erasus"]),
+                           ("fsdp", [accelerate, "launch", "--config_file", str(fsdp),
+                                     "-m", "erasus"])):
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
                "ERASUS_PLUGINS": "llm", "ERASUS_CACHE_DIR": str(tmp_path / f"cache-{name}")}
         proc = subprocess.run([*launcher, "run", str(CONFIG), "-o", str(tmp_path / name),
@@ -107,14 +114,19 @@ def test_two_processes_give_the_one_process_tofu_metrics(tmp_path: Path) -> None
                               env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         runs[name] = metrics_of(tmp_path / name)
-    one, two = runs["one"], runs["two"]
-    assert two["run_info"]["processes"] == 2
-    for role in ("original", "unlearned", "oracle"):
-        for key, value in one[role].items():
-            assert two[role][key] == pytest.approx(value, abs=1e-3), (role, key)
-    for key in ("forget_quality", "forget_quality_original", "privleak"):
-        assert two["run"][key] == pytest.approx(one["run"][key], abs=1e-3), key
-    # per-question values are gathered from both processes in order
-    d1, d2 = one["details"]["run"]["forget_quality"], two["details"]["run"]["forget_quality"]
-    assert d2["unlearned_truth_ratios"] == pytest.approx(d1["unlearned_truth_ratios"],
-                                                         abs=1e-4)
+    one = runs["one"]
+    assert runs["fsdp"]["run_info"]["sharding"] == {
+        "strategy": "full_shard", "source": "the accelerate FSDP config", "units": 3,
+        "local_fraction": pytest.approx(0.5, abs=0.01)}
+    for two in (runs["two"], runs["fsdp"]):
+        assert two["run_info"]["processes"] == 2
+        for role in ("original", "unlearned", "oracle"):
+            for key, value in one[role].items():
+                assert two[role][key] == pytest.approx(value, abs=1e-3), (role, key)
+        for key in ("forget_quality", "forget_quality_original", "privleak"):
+            assert two["run"][key] == pytest.approx(one["run"][key], abs=1e-3), key
+        # per-question values are gathered from both processes in order
+        d1 = one["details"]["run"]["forget_quality"]
+        d2 = two["details"]["run"]["forget_quality"]
+        assert d2["unlearned_truth_ratios"] == pytest.approx(d1["unlearned_truth_ratios"],
+                                                             abs=1e-4)

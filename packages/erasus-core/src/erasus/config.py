@@ -14,7 +14,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -33,6 +33,7 @@ __all__ = [
     "ResolvedConfig",
     "RunConfig",
     "RunSection",
+    "ShardingSection",
     "apply_overrides",
     "config_hash",
     "load_config",
@@ -71,6 +72,17 @@ class OracleSection(BaseModel):
         return dict(self.model_extra or {})
 
 
+class ShardingSection(_Strict):
+    """Shard the training state over the processes of a multi-process run (FSDP2)."""
+
+    strategy: Literal["full_shard", "shard_grad_op"] = Field(
+        "full_shard", description="full_shard (ZeRO-3): parameters, gradients and optimizer "
+        "state are sharded; shard_grad_op (ZeRO-2): gradients and optimizer state only.")
+    wrap: list[str] | None = Field(
+        None, description="Module class names sharded as their own units (default: the "
+        "model's _no_split_modules, e.g. its decoder layers; [] shards the root only).")
+
+
 class RunSection(_Strict):
     """Where and how a run executes."""
 
@@ -83,6 +95,10 @@ class RunSection(_Strict):
     eval_batch_size: int = Field(256, ge=1, description="Batch size of evaluation passes.")
     progress: bool | None = Field(
         None, description="Show progress bars (default: only on an interactive terminal).")
+    sharding: ShardingSection | None = Field(
+        None, description="Multi-process runs: shard training with FSDP2 instead of "
+        "holding the whole model, its gradients and optimizer state in every process "
+        "(default: data-parallel; an accelerate FSDP launch sets it).")
 
 
 class RunConfig(_Strict):

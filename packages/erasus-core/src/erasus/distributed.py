@@ -23,7 +23,8 @@ and reporters; the other ranks write to a scratch directory that is removed at t
 The processes must share a file system (one machine, or a shared ``run.cache_dir``).
 
 With one process (no ``WORLD_SIZE`` above 1 in the environment) every function here is a
-no-op, so the single-process path is unchanged.
+no-op, so the single-process path is unchanged. Sharded training (FSDP2, ``run.sharding``
+or an accelerate FSDP launch) is :mod:`erasus.sharding`.
 """
 
 from __future__ import annotations
@@ -94,13 +95,6 @@ def setup(device: str) -> tuple[str, bool]:
 
     from erasus.errors import IncompatibleComponentError
 
-    for var, what in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED",
-                                                         "DeepSpeed")):
-        if os.environ.get(var, "").lower() in ("1", "true", "yes"):
-            raise IncompatibleComponentError(
-                f"launched with an accelerate {what} config ({var}), but erasus runs are "
-                "data-parallel only (every process holds the whole model); launch with a "
-                "MULTI_GPU config (configs/accelerate/ddp.yaml) or torchrun instead")
     size = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if size <= 1:
         return device, False

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from erasus import distributed
+from erasus import distributed, sharding
 from erasus._version import __version__
 from erasus.config import ResolvedComponent, ResolvedConfig, config_hash, load_config
 from erasus.errors import DivergenceError, ErasusError, IncompatibleComponentError
@@ -500,10 +500,13 @@ def run(config: str | Path | dict[str, Any], *, overrides: list[str] | tuple[str
         progress = sys.stderr.isatty()
     device, owned_group = distributed.setup(_device(resolved.config.run.device))
     try:
+        if sharding.configure(resolved.config.run.sharding) is not None:
+            sharding.require_shardable(resolved.strategy.info.cls)  # before any training
         return _run_in_directory(resolved, resolved_dict, pm, device, progress,
                                  stem=Path(config).stem if isinstance(config, (str, Path))
                                  else "run", output=output, resume=resume)
     finally:
+        sharding.reset()
         if owned_group:
             distributed.teardown()
 
@@ -628,6 +631,7 @@ def _execute(resolved: ResolvedConfig, resolved_dict: dict[str, Any], rd: RunDir
     run_info: dict[str, Any] = {**facts, "original_seconds": original_seconds,
                                 "oracle_seconds": oracle_seconds, "device": device,
                                 "processes": distributed.world_size(),
+                                "sharding": sharding.describe(),
                                 "erasus_version": __version__, **_environment()}
     metrics = evaluate_models(resolved.metrics, splits,
                               {"original": original, "unlearned": unlearned, "oracle": oracle},
@@ -701,8 +705,10 @@ def evaluate(source: str | Path | dict[str, Any], *, overrides: list[str] | tupl
     seed_everything(resolved.config.seed)
     device, owned_group = distributed.setup(_device(resolved.config.run.device))
     try:
+        sharding.configure(resolved.config.run.sharding)
         return _evaluate(resolved, pm, run_dir, device, progress)
     finally:
+        sharding.reset()
         if owned_group:
             distributed.teardown()
 

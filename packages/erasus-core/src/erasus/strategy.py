@@ -137,6 +137,12 @@ class Strategy(Component):
     #: Whether the strategy trains adapters beside a frozen base (lora) rather than the
     #: model's own weights: the only kind that may run on a quantized model.
     trains_adapters: ClassVar[bool] = False
+    #: Whether the strategy may run while training is sharded (``run.sharding``, see
+    #: :mod:`erasus.sharding`). Set it to ``False`` when the strategy reaches into the
+    #: trained model's parameters or layers itself during training (parameter hooks,
+    #: gradient masks, penalties on the weights, forward hooks on its layers): under
+    #: sharding those are split across processes.
+    shardable: ClassVar[bool] = True
 
     def unlearn(self, adapter: ModelAdapter, data: UnlearnData, run: RunContext) -> History:
         raise NotImplementedError

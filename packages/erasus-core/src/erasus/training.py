@@ -11,7 +11,9 @@ Under ``torchrun`` (see :mod:`erasus.distributed`) every process draws the same 
 and computes the loss on its contiguous share of each; the share's loss is weighted by its
 size and the gradients are summed across processes before the step, so the step is the
 one-process step on the whole batch for losses that are means over examples. Logged
-losses are the whole batch's; only rank 0 writes checkpoints and shows progress.
+losses are the whole batch's; only rank 0 writes checkpoints and shows progress. With
+sharding on (:mod:`erasus.sharding`) the same step is taken on an FSDP-sharded twin of the
+model, whose gradients FSDP reduces.
 
 An epoch is one pass over the primary set. The paired set is drawn in its own shuffled
 order alongside (batch ``j`` of the primary set with batch ``j`` of the paired set,
@@ -24,13 +26,14 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from erasus import distributed
+from erasus import distributed, sharding
 from erasus.errors import DivergenceError, IncompatibleComponentError
 
 if TYPE_CHECKING:
     import torch
 
     from erasus.adapters import ModelAdapter
+    from erasus.sharding import ShardedModel
     from erasus.strategy import History, LoopParams, LossStrategy, RunContext, UnlearnData
 
 __all__ = ["epoch_batches", "gradient_norms", "make_optimizer", "make_scheduler",
@@ -116,14 +119,12 @@ def _finite_grads(model: torch.nn.Module) -> bool:
 
 def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
                run: RunContext) -> History:
-    """Run ``strategy``'s loss on ``adapter`` until its epochs (or ``max_steps``) are done."""
-    from erasus.strategy import History
+    """Run ``strategy``'s loss on ``adapter`` until its epochs (or ``max_steps``) are done.
 
-    params: LoopParams = strategy.params  # type: ignore[assignment]
-    primary_name = strategy.epoch_over
-    primary = getattr(data, primary_name)
-    paired_name = strategy.pair_with
-    paired = getattr(data, paired_name) if paired_name else None
+    Under sharding (:mod:`erasus.sharding`) the loop trains a sharded twin of the model and
+    gathers the result into ``adapter.model`` at the end.
+    """
+    primary_name, primary, paired_name, paired = _sets_of(strategy, data)
     if primary is None or len(primary) == 0:
         raise IncompatibleComponentError(
             f"strategy '{strategy.name}' trains over the {primary_name} set, which is empty "
@@ -133,9 +134,40 @@ def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
             f"strategy '{strategy.name}' needs a non-empty {paired_name} set; provide one "
             f"(data.{paired_name}) or choose a strategy that does not need it")
 
+    plan = sharding.active()
+    try:
+        if plan is None:
+            distributed.broadcast_parameters(adapter.model)
+            return _train(strategy, adapter, data, run, None)
+        sharding.require_shardable(strategy)
+        if run.recorder is not None:
+            raise IncompatibleComponentError(
+                f"the training record ({type(run.recorder).__name__}) cannot be kept while "
+                f"training is sharded ({plan.source}): a strategy that needs the original "
+                "model's training record runs data-parallel only (leave run.sharding unset)")
+        with sharding.sharded_training(adapter, plan) as sharded:
+            return _train(strategy, adapter, data, run, sharded)
+    finally:
+        adapter.model.eval()
+
+
+def _sets_of(strategy: LossStrategy, data: UnlearnData
+             ) -> tuple[str, Any, str | None, Any]:
+    """The name and data of the set an epoch passes over, and of the paired set."""
+    paired_name = strategy.pair_with
+    return (strategy.epoch_over, getattr(data, strategy.epoch_over), paired_name,
+            getattr(data, paired_name) if paired_name else None)
+
+
+def _train(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
+           run: RunContext, sharded: ShardedModel | None) -> History:
+    """The loop itself, on ``adapter.model`` (the sharded twin when ``sharded``)."""
+    from erasus.strategy import History
+
+    params: LoopParams = strategy.params  # type: ignore[assignment]
+    primary_name, primary, paired_name, paired = _sets_of(strategy, data)
     model = adapter.model
     model.train()
-    distributed.broadcast_parameters(model)
     sets = _Sets(adapter, data)
     batches_per_epoch = len(epoch_batches(len(primary), params.batch_size, run.seed, 0,
                                           adapter.min_batch_size))
@@ -153,7 +185,11 @@ def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
     # rank 0 decides (and recovers an interrupted checkpoint swap) before anyone reads
     if store is not None and distributed.broadcast(store.exists if distributed.is_main()
                                                    else None):
-        state = store.load(model, optimizer, scheduler)
+        if sharded is None:
+            state = store.load(model, optimizer, scheduler)
+        else:  # a checkpoint holds whole tensors: read into the plain model, then shard
+            state = store.load(sharded.plain, sharded.optimizer(optimizer), scheduler)
+            sharded.load_from_plain()
         step, start_epoch, start_batch = state["step"], state["epoch"], state["batch"]
         history.steps = state["history"]
         history.gradient_norms = state.get("gradient_norms", [])
@@ -167,6 +203,8 @@ def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
     progress = _progress(run, total_steps, step)
     # per-layer gradient norms for the gradient-flow plot: about 100 snapshots a run
     norms_every = max(1, math.ceil(total_steps / 100)) if run.record_gradient_norms else 0
+    # FSDP averages gradients over processes; the loop's weighting wants their sum
+    scale = sharded.loss_scale if sharded is not None else 1.0
     try:
         for epoch in range(start_epoch, params.epochs):
             if step >= total_steps or stopped:
@@ -187,7 +225,11 @@ def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
                     full = order[j]
                     lo, hi = distributed.share(len(full), min_size)
                     mine = full[lo:hi]
-                    pb = sets.batch(primary, mine) if mine else None
+                    # sharded, every process runs every forward (they gather parameters
+                    # together): one with an empty share runs a part of the batch at
+                    # weight 0
+                    run_on = mine or (full[:max(1, min_size)] if sharded else [])
+                    pb = sets.batch(primary, run_on) if run_on else None
                     if recorder is not None:  # records every example of the batch
                         recorder.on_batch(adapter, pb if len(mine) == len(full)
                                           else sets.batch(primary, full), epoch)
@@ -201,19 +243,21 @@ def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
                                                       lo, hi, len(full)))
                         parts = strategy.loss(adapter, **batches)
                     weight = len(mine) / len(full)
-                    values = _batch_values(parts, weight)
+                    values = _batch_values(parts if mine else {}, weight)
                     value = values.get("loss", math.nan)
                     if not math.isfinite(value) or abs(value) > params.max_abs_loss:
                         _diverged(strategy, step + 1, value, params, last_good)
                     if parts:
-                        (parts["loss"] * (weight / len(group))).backward()
+                        (parts["loss"] * (weight * scale / len(group))).backward()
                     for name, part in values.items():
                         logged[name] = logged.get(name, 0.0) + part / len(group)
-                distributed.all_reduce_gradients(model)
+                if sharded is None:  # sharded, FSDP has reduced them in backward
+                    distributed.all_reduce_gradients(model)
                 if norms_every and (step % norms_every == 0 or step + 1 == total_steps):
                     history.gradient_norms.append(
-                        {"step": step + 1, "norms": gradient_norms(model)})
-                if not _finite_grads(model):
+                        {"step": step + 1, "norms": gradient_norms(model) if sharded is None
+                         else sharded.grad_norms()})
+                if not (_finite_grads(model) if sharded is None else sharded.finite_grads()):
                     _diverged(strategy, step + 1, float("nan"), params, last_good,
                               what="gradient")
                 if params.grad_clip is not None:
@@ -238,8 +282,13 @@ def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
                 if store is not None and params.checkpoint_every and (
                         step % params.checkpoint_every == 0 or step == total_steps):
                     next_epoch, next_batch = (epoch, k) if k < len(order) else (epoch + 1, 0)
+                    saved, saved_optimizer = model, optimizer
+                    if sharded is not None:  # gathered by every process, written by one
+                        sharded.gather_into_plain()
+                        saved = sharded.plain
+                        saved_optimizer = sharded.optimizer(optimizer).gathered()
                     if distributed.is_main():
-                        store.save(model, optimizer, scheduler,
+                        store.save(saved, saved_optimizer, scheduler,
                                    {"step": step, "epoch": next_epoch, "batch": next_batch,
                                     "history": history.steps,
                                     "gradient_norms": history.gradient_norms})
@@ -259,7 +308,6 @@ def train_loop(strategy: LossStrategy, adapter: ModelAdapter, data: UnlearnData,
                     stopped = True
     finally:
         progress.close()
-    model.eval()
     return history
 
 

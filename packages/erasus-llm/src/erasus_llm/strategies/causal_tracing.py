@@ -292,6 +292,7 @@ class CausalTracing(LossStrategy):
     """
 
     name = "causal_tracing"
+    shardable = False  # it patches activations with hooks, edits chosen weights
     modalities = ("text",)
     adapters = ("causal_lm",)
     needs = frozenset()

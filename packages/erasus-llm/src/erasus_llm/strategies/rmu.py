@@ -107,6 +107,7 @@ class RMU(LossStrategy):
     """
 
     name = "rmu"
+    shardable = False  # it hooks a layer and keeps frozen copies of weights
     modalities = ("text",)
     adapters = ("causal_lm",)
     needs = frozenset({"retain"})

@@ -49,6 +49,7 @@ class L1Sparse(LossStrategy):
     """
 
     name = "l1_sparse"
+    shardable = False  # its L1 penalty acts on the whole weights
     modalities = ("any",)
     needs = frozenset({"retain"})
     Params = L1SparseParams

@@ -238,6 +238,7 @@ class LoRA(Strategy):
     """
 
     name = "lora"
+    shardable = False  # it wraps the model in PEFT adapters itself
     modalities = ("any",)
     needs = frozenset()
     Params = LoRAParams

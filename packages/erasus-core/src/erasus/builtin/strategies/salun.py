@@ -52,6 +52,7 @@ class SalUn(LossStrategy):
     """
 
     name = "salun"
+    shardable = False  # its saliency masks hook whole parameters' gradients
     modalities = ("classification",)
     needs = frozenset({"retain"})
     Params = SalUnParams

@@ -49,6 +49,7 @@ class SparseAware(LossStrategy):
     """
 
     name = "sparse_aware"
+    shardable = False  # its pruning masks hook whole parameters' gradients
     modalities = ("any",)
     needs = frozenset({"retain"})
     Params = SparseAwareParams
