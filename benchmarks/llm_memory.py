@@ -144,10 +144,22 @@ def live_reference(name: str) -> type:
 GOAL = 1.15
 
 
-def child(label: str, seed: int) -> dict[str, Any]:
-    """One method's measurement (runs in its own process)."""
+def release_heap() -> None:
+    """Collect garbage and hand freed heap back to the OS, so that reused free memory
+    cannot hide growth measured from here."""
     import gc
 
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def child(label: str, seed: int) -> dict[str, Any]:
+    """One method's measurement (runs in its own process)."""
     import torch
     from erasus.monitor import current_rss_mb
     from erasus.pipeline import seed_everything, unlearn
@@ -173,13 +185,7 @@ def child(label: str, seed: int) -> dict[str, Any]:
     selector = reg.get("selector", "full")
     selector = selector.cls(selector.params_model())
     n_params = sum(p.numel() for p in adapter.model.parameters())
-    gc.collect()
-    try:  # hand freed heap back to the OS, so reused free memory cannot hide growth
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    release_heap()
     before = current_rss_mb()
     history, _, facts = unlearn(adapter, strategy, selector, splits.forget, splits.retain,
                                 RunContext(seed=seed, progress=False), info=splits.info,

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import _common as c
-from llm_memory import DATA, MAX_STEPS, MODEL
+from llm_memory import DATA, MAX_STEPS, MODEL, release_heap
 
 NAME = "llm_sharding"
 MMAP_THRESHOLD = 65536
@@ -56,7 +56,6 @@ MODES: dict[str, tuple[int, str | None]] = {
 
 def child(mode: str, seed: int) -> dict[str, Any]:
     """One process's measurement (run under torchrun for the two-process modes)."""
-    import gc
     from types import SimpleNamespace
 
     import torch
@@ -84,13 +83,7 @@ def child(mode: str, seed: int) -> dict[str, Any]:
         selector = reg.get("selector", "full")
         selector = selector.cls(selector.params_model())
         n_params = sum(p.numel() for p in adapter.model.parameters())
-        gc.collect()
-        try:  # hand freed heap back to the OS, so reused free memory cannot hide growth
-            import ctypes
-
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
+        release_heap()
         distributed.barrier()
         before = current_rss_mb()
         history, _, facts = unlearn(adapter, strategy, selector, splits.forget,

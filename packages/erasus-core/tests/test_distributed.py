@@ -152,18 +152,25 @@ def test_only_rank_0_writes_and_reports(runs: dict[str, Any]) -> None:
 
 @pytest.mark.slow  # about 20 s
 def test_the_shipped_accelerate_config_launches_two_processes(tmp_path: Path) -> None:
+    metrics = _accelerate_run("ddp.yaml", tmp_path)
+    assert metrics["run_info"]["processes"] == 2
+    assert metrics["run_info"]["sharding"] is None
+
+
+def _accelerate_run(config: str, tmp_path: Path) -> dict[str, Any]:
+    """``accelerate launch`` with the shipped ``configs/accelerate/CONFIG`` on ``CONFIG``;
+    the run's metrics.json (the run directory is ``tmp_path / "out"``)."""
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
     assert accelerate, "accelerate comes with the test extra (through peft)"
-    config = Path(__file__).resolve().parents[3] / "configs" / "accelerate" / "ddp.yaml"
+    path = Path(__file__).resolve().parents[3] / "configs" / "accelerate" / config
     (tmp_path / "cfg.yaml").write_text(CONFIG)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
            "ERASUS_CACHE_DIR": str(tmp_path / "cache")}
-    proc = subprocess.run([accelerate, "launch", "--config_file", str(config), "-m", "erasus",
+    proc = subprocess.run([accelerate, "launch", "--config_file", str(path), "-m", "erasus",
                            "run", "cfg.yaml", "-o", "out", "--no-progress"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert metrics["run_info"]["processes"] == 2
+    return json.loads((tmp_path / "out" / "metrics.json").read_text())
 
 
 def test_sharded_training_reaches_the_one_process_weights(runs: dict[str, Any]) -> None:
@@ -208,18 +215,7 @@ def test_the_shipped_fsdp_config_shards_training(runs: dict[str, Any],
                                                  tmp_path: Path) -> None:
     """accelerate launch with configs/accelerate/fsdp_shard_grad_op.yaml (the ZeRO-2
     equivalent) shards training and reaches the one-process weights."""
-    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
-    assert accelerate, "accelerate comes with the test extra (through peft)"
-    config = (Path(__file__).resolve().parents[3] / "configs" / "accelerate"
-              / "fsdp_shard_grad_op.yaml")
-    (tmp_path / "cfg.yaml").write_text(CONFIG)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "ERASUS_CACHE_DIR": str(tmp_path / "cache")}
-    proc = subprocess.run([accelerate, "launch", "--config_file", str(config), "-m", "erasus",
-                           "run", "cfg.yaml", "-o", "out", "--no-progress"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    info = json.loads((tmp_path / "out" / "metrics.json").read_text())["run_info"]
+    info = _accelerate_run("fsdp_shard_grad_op.yaml", tmp_path)["run_info"]
     assert info["processes"] == 2
     assert info["sharding"]["strategy"] == "shard_grad_op"
     assert info["sharding"]["source"] == "the accelerate FSDP config"
