@@ -500,8 +500,8 @@ def run(config: str | Path | dict[str, Any], *, overrides: list[str] | tuple[str
         progress = sys.stderr.isatty()
     device, owned_group = distributed.setup(_device(resolved.config.run.device))
     try:
-        if sharding.configure(resolved.config.run.sharding) is not None:
-            sharding.require_shardable(resolved.strategy.info.cls)  # before any training
+        sharding.configure(resolved.config.run.sharding)
+        sharding.require_shardable(resolved.strategy.info.cls)  # before any training
         return _run_in_directory(resolved, resolved_dict, pm, device, progress,
                                  stem=Path(config).stem if isinstance(config, (str, Path))
                                  else "run", output=output, resume=resume)

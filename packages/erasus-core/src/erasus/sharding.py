@@ -216,8 +216,9 @@ def _local(t: torch.Tensor) -> torch.Tensor:
     return t.to_local() if isinstance(t, DTensor) else t
 
 
-def _full(t: torch.Tensor) -> torch.Tensor:
-    """The whole tensor of a (possibly sharded) tensor; a collective for a DTensor."""
+def _full(t: Any) -> Any:
+    """The whole tensor of a (possibly sharded) tensor, a collective for a DTensor; any
+    other value as it is."""
     from torch.distributed.tensor import DTensor
 
     return t.full_tensor() if isinstance(t, DTensor) else t
@@ -320,8 +321,8 @@ class _GatheredOptimizer:
 
     def state_dict(self) -> dict[str, Any]:
         sd = self.optimizer.state_dict()
-        sd["state"] = {k: {n: _full(v) if hasattr(v, "device_mesh") else v
-                           for n, v in s.items()} for k, s in sd["state"].items()}
+        sd["state"] = {k: {n: _full(v) for n, v in s.items()}
+                       for k, s in sd["state"].items()}
         return sd
 
     def gathered(self) -> _Gathered:
